@@ -1,0 +1,38 @@
+/*
+ * sys.h — the system-call seam.
+ *
+ * Every engine call that touches the backing store's file contents goes
+ * through the table `sys`, so unit tests can swap in a function that fails
+ * with ENOSPC or EIO at the Nth call (the SQLite os_unix.c habit).  The
+ * defaults are the libc functions.  Production code never changes the table.
+ */
+#ifndef CUSTODIAN_SYS_H
+#define CUSTODIAN_SYS_H
+
+#include <sys/types.h>
+
+struct sys_ops {
+	ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
+	ssize_t (*pwrite)(int fd, const void *buf, size_t n, off_t off);
+	int (*ftruncate)(int fd, off_t len);
+	int (*fsync)(int fd);
+	int (*fdatasync)(int fd);
+	int (*openat)(int dirfd, const char *path, int flags, mode_t mode);
+	int (*unlinkat)(int dirfd, const char *path, int flags);
+	int (*renameat)(int olddirfd, const char *oldpath, int newdirfd,
+			const char *newpath);
+};
+
+/* The live table.  Tests may overwrite entries and must restore them
+ * with sys_reset(). */
+extern struct sys_ops sys;
+
+/* Restores the libc defaults. */
+void sys_reset(void);
+
+/* pread/pwrite that loop over short transfers and EINTR.  Return bytes
+ * transferred (less than n only at end of file for reads) or -errno. */
+ssize_t sys_pread_full(int fd, void *buf, size_t n, off_t off);
+ssize_t sys_pwrite_full(int fd, const void *buf, size_t n, off_t off);
+
+#endif
