@@ -1,0 +1,289 @@
+/*
+ * crypt.c — custodian's only door to libsodium.
+ *
+ * Owns every algorithm choice (XChaCha20-Poly1305 for blocks and wrapped
+ * keys, a BLAKE2b/XChaCha20 synthetic-IV construction for names, BLAKE2b
+ * for keyed hashes, crypto_kdf for subkeys, Argon2id for passphrases) and
+ * the mapping of libsodium's -1 results to -errno.  Callers never see a
+ * libsodium type or constant.
+ *
+ * Seal and open accept overlapping input and output buffers (in-place use
+ * by the file format saves a copy per block); overlap is resolved with one
+ * memmove so libsodium always sees either disjoint or identical buffers,
+ * which is what it supports.
+ */
+#include "crypt.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <sodium.h>
+
+_Static_assert(CRYPT_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
+	       "AEAD key size");
+_Static_assert(CRYPT_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+	       "AEAD nonce size");
+_Static_assert(CRYPT_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES,
+	       "AEAD tag size");
+_Static_assert(CRYPT_KEY_BYTES == crypto_kdf_KEYBYTES, "kdf key size");
+_Static_assert(CRYPT_KDF_CONTEXT_BYTES == crypto_kdf_CONTEXTBYTES, "kdf context size");
+_Static_assert(CRYPT_SIV_BYTES + 8 == crypto_stream_xchacha20_NONCEBYTES,
+	       "SIV nonce size");
+_Static_assert(CRYPT_SALT_BYTES == crypto_pwhash_SALTBYTES, "pwhash salt size");
+
+/* True if [a, a+alen) and [b, b+blen) share a byte. */
+static int overlaps(const void *a, size_t alen, const void *b, size_t blen)
+{
+	const uint8_t *pa = a, *pb = b;
+
+	if (alen == 0 || blen == 0)
+		return 0;
+	return pa < pb + blen && pb < pa + alen;
+}
+
+int crypt_init(void)
+{
+	return sodium_init() < 0 ? -EIO : 0;
+}
+
+void *crypt_secure_alloc(size_t n)
+{
+	return sodium_malloc(n);
+}
+
+void crypt_secure_free(void *p)
+{
+	/* sodium_free wipes the region before unmapping it. */
+	sodium_free(p);
+}
+
+void crypt_wipe(void *p, size_t n)
+{
+	if (p != NULL && n > 0)
+		sodium_memzero(p, n);
+}
+
+void crypt_random(void *buf, size_t n)
+{
+	randombytes_buf(buf, n);
+}
+
+int crypt_equal(const void *a, const void *b, size_t n)
+{
+	return sodium_memcmp(a, b, n) == 0;
+}
+
+int crypt_kdf(uint8_t out[CRYPT_KEY_BYTES], const uint8_t key[CRYPT_KEY_BYTES],
+	      uint64_t id, const char ctx[CRYPT_KDF_CONTEXT_BYTES])
+{
+	if (crypto_kdf_derive_from_key(out, CRYPT_KEY_BYTES, id, ctx, key) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+void crypt_hash(uint8_t *out, size_t outlen, const uint8_t key[CRYPT_KEY_BYTES],
+		const void *msg, size_t n)
+{
+	crypto_generichash(out, outlen, msg, n, key, key ? CRYPT_KEY_BYTES : 0);
+}
+
+void crypt_hash2(uint8_t *out, size_t outlen, const uint8_t key[CRYPT_KEY_BYTES],
+		 const void *a, size_t alen, const void *b, size_t blen)
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, key, key ? CRYPT_KEY_BYTES : 0, outlen);
+	crypto_generichash_update(&st, a, alen);
+	crypto_generichash_update(&st, b, blen);
+	crypto_generichash_final(&st, out, outlen);
+	sodium_memzero(&st, sizeof(st));
+}
+
+int crypt_block_seal(uint8_t *out, const uint8_t *plain, size_t len,
+		     const uint8_t key[CRYPT_KEY_BYTES], const uint8_t *ad, size_t adlen)
+{
+	uint8_t *ct = out + CRYPT_NONCE_BYTES;
+	const uint8_t *src = plain;
+
+	/* Move overlapping plaintext to where the ciphertext goes first, so
+	 * the nonce cannot clobber it and libsodium encrypts in place. */
+	if (src != ct && overlaps(src, len, out, len + CRYPT_AEAD_OVERHEAD)) {
+		memmove(ct, src, len);
+		src = ct;
+	}
+	randombytes_buf(out, CRYPT_NONCE_BYTES);
+	if (crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, src, len, ad, adlen,
+						       NULL, out, key) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+int crypt_block_open(uint8_t *plain, const uint8_t *in, size_t inlen,
+		     const uint8_t key[CRYPT_KEY_BYTES], const uint8_t *ad, size_t adlen)
+{
+	uint8_t nonce[CRYPT_NONCE_BYTES];
+	const uint8_t *ct = in + CRYPT_NONCE_BYTES;
+	size_t len;
+	int ret = 0;
+
+	if (inlen < CRYPT_AEAD_OVERHEAD)
+		return -EINVAL;
+	len = inlen - CRYPT_AEAD_OVERHEAD;
+	memcpy(nonce, in, sizeof(nonce));
+	if (plain != ct && overlaps(plain, len, in, inlen)) {
+		/* Decrypt in place (libsodium allows m == c), then slide the
+		 * result to where the caller wants it. */
+		uint8_t *mct = (uint8_t *)ct;
+
+		if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+			    mct, NULL, NULL, ct, len + CRYPT_TAG_BYTES, ad, adlen, nonce,
+			    key) != 0) {
+			ret = -EIO;
+			goto out;
+		}
+		memmove(plain, mct, len);
+		goto out;
+	}
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, ct,
+						       len + CRYPT_TAG_BYTES, ad, adlen,
+						       nonce, key) != 0)
+		ret = -EIO;
+out:
+	if (ret < 0)
+		crypt_wipe(plain, len);
+	return ret;
+}
+
+/* siv = BLAKE2b-128_mac_key(ad | plain). */
+static void siv_compute(uint8_t siv[CRYPT_SIV_BYTES], const uint8_t *plain, size_t len,
+			const uint8_t mac_key[CRYPT_KEY_BYTES], const uint8_t *ad,
+			size_t adlen)
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, mac_key, CRYPT_KEY_BYTES, CRYPT_SIV_BYTES);
+	crypto_generichash_update(&st, ad, adlen);
+	crypto_generichash_update(&st, plain, len);
+	crypto_generichash_final(&st, siv, CRYPT_SIV_BYTES);
+	sodium_memzero(&st, sizeof(st));
+}
+
+void crypt_siv_seal(uint8_t *out, const uint8_t *plain, size_t len,
+		    const uint8_t enc_key[CRYPT_KEY_BYTES],
+		    const uint8_t mac_key[CRYPT_KEY_BYTES], const uint8_t *ad,
+		    size_t adlen)
+{
+	uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES] = {0};
+	uint8_t *ct = out + CRYPT_SIV_BYTES;
+	const uint8_t *src = plain;
+
+	siv_compute(nonce, plain, len, mac_key, ad, adlen);
+	if (src != ct && overlaps(src, len, out, len + CRYPT_SIV_BYTES)) {
+		memmove(ct, src, len);
+		src = ct;
+	}
+	crypto_stream_xchacha20_xor(ct, src, len, nonce, enc_key);
+	memcpy(out, nonce, CRYPT_SIV_BYTES);
+}
+
+int crypt_siv_open(uint8_t *plain, const uint8_t *in, size_t inlen,
+		   const uint8_t enc_key[CRYPT_KEY_BYTES],
+		   const uint8_t mac_key[CRYPT_KEY_BYTES], const uint8_t *ad,
+		   size_t adlen)
+{
+	uint8_t nonce[crypto_stream_xchacha20_NONCEBYTES] = {0};
+	uint8_t siv[CRYPT_SIV_BYTES];
+	const uint8_t *src = in + CRYPT_SIV_BYTES;
+	size_t len;
+	int ret = 0;
+
+	if (inlen < CRYPT_SIV_BYTES)
+		return -EINVAL;
+	len = inlen - CRYPT_SIV_BYTES;
+	memcpy(nonce, in, CRYPT_SIV_BYTES);
+	if (plain != src && overlaps(plain, len, in, inlen)) {
+		memmove(plain, src, len);
+		src = plain;
+	}
+	crypto_stream_xchacha20_xor(plain, src, len, nonce, enc_key);
+	siv_compute(siv, plain, len, mac_key, ad, adlen);
+	if (sodium_memcmp(siv, nonce, CRYPT_SIV_BYTES) != 0) {
+		crypt_wipe(plain, len);
+		ret = -EIO;
+	}
+	return ret;
+}
+
+int crypt_pwhash(uint8_t out[CRYPT_KEY_BYTES], const char *pass, size_t passlen,
+		 const uint8_t salt[CRYPT_SALT_BYTES], uint64_t opslimit,
+		 uint64_t memlimit)
+{
+	if (opslimit < crypto_pwhash_argon2id_opslimit_min() ||
+	    opslimit > crypto_pwhash_argon2id_opslimit_max() ||
+	    memlimit < crypto_pwhash_argon2id_memlimit_min() ||
+	    memlimit > crypto_pwhash_argon2id_memlimit_max() ||
+	    passlen > crypto_pwhash_argon2id_passwd_max())
+		return -EINVAL;
+	if (pass == NULL && passlen > 0)
+		return -EINVAL;
+	if (crypto_pwhash(out, CRYPT_KEY_BYTES, pass ? pass : "", passlen, salt,
+			  (unsigned long long)opslimit, (size_t)memlimit,
+			  crypto_pwhash_ALG_ARGON2ID13) != 0) {
+		/* Limits were checked above; what is left is allocation. */
+		crypt_wipe(out, CRYPT_KEY_BYTES);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+uint64_t crypt_pwhash_ops_min(void)
+{
+	return crypto_pwhash_argon2id_opslimit_min();
+}
+
+uint64_t crypt_pwhash_mem_min(void)
+{
+	return crypto_pwhash_argon2id_memlimit_min();
+}
+
+int crypt_b64_encode(char *out, size_t cap, const uint8_t *in, size_t len)
+{
+	const int variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+	size_t need = sodium_base64_encoded_len(len, variant); /* includes NUL */
+
+	if (cap < need || need - 1 > (size_t)INT32_MAX)
+		return -ENAMETOOLONG;
+	sodium_bin2base64(out, cap, in, len, variant);
+	return (int)(need - 1);
+}
+
+int crypt_b64_decode(uint8_t *out, size_t cap, const char *in, size_t len)
+{
+	size_t bin_len = 0;
+
+	/* No end pointer: libsodium then refuses trailing garbage, and it
+	 * always refuses non-zero padding bits, so each byte string has
+	 * exactly one accepted encoding (names rely on this). */
+	if (sodium_base642bin(out, cap, in, len, NULL, &bin_len, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+		return -EINVAL;
+	if (bin_len > (size_t)INT32_MAX)
+		return -EINVAL;
+	return (int)bin_len;
+}
+
+void crypt_hex(char *out, const uint8_t *in, size_t len)
+{
+	sodium_bin2hex(out, 2 * len + 1, in, len);
+}
+
+int crypt_unhex(uint8_t *out, size_t cap, const char *in)
+{
+	size_t bin_len = 0;
+
+	if (sodium_hex2bin(out, cap, in, strlen(in), " \t\r\n-", &bin_len, NULL) != 0)
+		return -EINVAL;
+	if (bin_len > (size_t)INT32_MAX)
+		return -EINVAL;
+	return (int)bin_len;
+}
