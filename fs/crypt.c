@@ -15,6 +15,7 @@
 #include "crypt.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -84,7 +85,11 @@ int crypt_kdf(uint8_t out[CRYPT_KEY_BYTES], const uint8_t key[CRYPT_KEY_BYTES],
 void crypt_hash(uint8_t *out, size_t outlen, const uint8_t key[CRYPT_KEY_BYTES],
 		const void *msg, size_t n)
 {
-	crypto_generichash(out, outlen, msg, n, key, key ? CRYPT_KEY_BYTES : 0);
+	/* Only a caller's outlen outside 16..64 can fail: a programming error,
+	 * and continuing would hand back uninitialised bytes as a key. */
+	if (outlen < 16 ||
+	    crypto_generichash(out, outlen, msg, n, key, key ? CRYPT_KEY_BYTES : 0) != 0)
+		abort();
 }
 
 void crypt_hash2(uint8_t *out, size_t outlen, const uint8_t key[CRYPT_KEY_BYTES],
@@ -92,7 +97,9 @@ void crypt_hash2(uint8_t *out, size_t outlen, const uint8_t key[CRYPT_KEY_BYTES]
 {
 	crypto_generichash_state st;
 
-	crypto_generichash_init(&st, key, key ? CRYPT_KEY_BYTES : 0, outlen);
+	if (outlen < 16 ||
+	    crypto_generichash_init(&st, key, key ? CRYPT_KEY_BYTES : 0, outlen) != 0)
+		abort(); /* as in crypt_hash */
 	crypto_generichash_update(&st, a, alen);
 	crypto_generichash_update(&st, b, blen);
 	crypto_generichash_final(&st, out, outlen);
@@ -135,9 +142,9 @@ int crypt_block_open(uint8_t *plain, const uint8_t *in, size_t inlen,
 		 * result to where the caller wants it. */
 		uint8_t *mct = (uint8_t *)ct;
 
-		if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-			    mct, NULL, NULL, ct, len + CRYPT_TAG_BYTES, ad, adlen, nonce,
-			    key) != 0) {
+		if (crypto_aead_xchacha20poly1305_ietf_decrypt(mct, NULL, NULL, ct,
+							       len + CRYPT_TAG_BYTES, ad,
+							       adlen, nonce, key) != 0) {
 			ret = -EIO;
 			goto out;
 		}

@@ -41,9 +41,9 @@ static const uint64_t purpose_ids[KEYS_PURPOSES] = {
 };
 
 struct keys_master {
-	uint8_t master[CRYPT_KEY_BYTES];                /* the master key itself */
+	uint8_t master[CRYPT_KEY_BYTES];                 /* the master key itself */
 	uint8_t derived[KEYS_PURPOSES][CRYPT_KEY_BYTES]; /* by enum keys_purpose */
-	struct keyring volume;                          /* keys outside subjects */
+	struct keyring volume;                           /* keys outside subjects */
 	int64_t slot; /* passphrase slot that unlocked it, or -1 */
 };
 

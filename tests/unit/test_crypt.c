@@ -1,0 +1,389 @@
+/*
+ * test_crypt.c — unit tests for fs/crypt.c: AEAD blocks, SIV names, KDF,
+ * hashes, Argon2id, base64url and hex.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "crypt.h"
+
+static uint8_t key[CRYPT_KEY_BYTES];
+static uint8_t key2[CRYPT_KEY_BYTES];
+
+static int setup(void **state)
+{
+	(void)state;
+	if (crypt_init() != 0)
+		return -1;
+	crypt_random(key, sizeof(key));
+	crypt_random(key2, sizeof(key2));
+	return 0;
+}
+
+static void test_block_roundtrip(void **state)
+{
+	static uint8_t plain[CRYPT_BLOCK_PLAIN], back[CRYPT_BLOCK_PLAIN];
+	static uint8_t ct[CRYPT_BLOCK_CIPHER], ct2[CRYPT_BLOCK_CIPHER];
+	const uint8_t ad[] = "file-id|block-7";
+
+	(void)state;
+	crypt_random(plain, sizeof(plain));
+	assert_int_equal(crypt_block_seal(ct, plain, sizeof(plain), key, ad, sizeof(ad)),
+			 0);
+	assert_int_equal(crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)), 0);
+	assert_memory_equal(back, plain, sizeof(plain));
+	/* The ciphertext does not contain the plaintext. */
+	assert_memory_not_equal(ct + CRYPT_NONCE_BYTES, plain, sizeof(plain));
+	/* Fresh random nonce each time. */
+	assert_int_equal(crypt_block_seal(ct2, plain, sizeof(plain), key, ad, sizeof(ad)),
+			 0);
+	assert_memory_not_equal(ct, ct2, CRYPT_NONCE_BYTES);
+	assert_memory_not_equal(ct, ct2, sizeof(ct));
+	/* Empty plaintext and no AD also work. */
+	assert_int_equal(crypt_block_seal(ct, NULL, 0, key, NULL, 0), 0);
+	assert_int_equal(crypt_block_open(back, ct, CRYPT_AEAD_OVERHEAD, key, NULL, 0),
+			 0);
+}
+
+static void test_block_wrong_key_ad_and_short(void **state)
+{
+	uint8_t plain[100], back[100], ct[100 + CRYPT_AEAD_OVERHEAD];
+
+	(void)state;
+	memset(plain, 'x', sizeof(plain));
+	assert_int_equal(
+		crypt_block_seal(ct, plain, sizeof(plain), key, (const uint8_t *)"a", 1),
+		0);
+	memset(back, 0xaa, sizeof(back));
+	assert_int_equal(
+		crypt_block_open(back, ct, sizeof(ct), key2, (const uint8_t *)"a", 1),
+		-EIO);
+	/* The output is zeroed on failure. */
+	for (size_t i = 0; i < sizeof(back); i++)
+		assert_int_equal(back[i], 0);
+	assert_int_equal(
+		crypt_block_open(back, ct, sizeof(ct), key, (const uint8_t *)"b", 1),
+		-EIO);
+	assert_int_equal(crypt_block_open(back, ct, sizeof(ct), key, NULL, 0), -EIO);
+	/* Truncated ciphertext fails authentication; too short is EINVAL. */
+	assert_int_equal(
+		crypt_block_open(back, ct, sizeof(ct) - 1, key, (const uint8_t *)"a", 1),
+		-EIO);
+	assert_int_equal(crypt_block_open(back, ct, CRYPT_AEAD_OVERHEAD - 1, key,
+					  (const uint8_t *)"a", 1),
+			 -EINVAL);
+	assert_int_equal(
+		crypt_block_open(back, ct, sizeof(ct), key, (const uint8_t *)"a", 1), 0);
+	assert_memory_equal(back, plain, sizeof(plain));
+}
+
+/* Every single-bit flip of nonce, ciphertext, tag and AD is refused. */
+static void test_block_bitflips(void **state)
+{
+	uint8_t plain[64], back[64], ct[64 + CRYPT_AEAD_OVERHEAD];
+	uint8_t ad[24];
+
+	(void)state;
+	crypt_random(plain, sizeof(plain));
+	crypt_random(ad, sizeof(ad));
+	assert_int_equal(crypt_block_seal(ct, plain, sizeof(plain), key, ad, sizeof(ad)),
+			 0);
+	for (size_t bit = 0; bit < sizeof(ct) * 8; bit++) {
+		ct[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		assert_int_equal(
+			crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)),
+			-EIO);
+		ct[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+	}
+	for (size_t bit = 0; bit < sizeof(ad) * 8; bit++) {
+		ad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		assert_int_equal(
+			crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)),
+			-EIO);
+		ad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+	}
+	assert_int_equal(crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)), 0);
+	assert_memory_equal(back, plain, sizeof(plain));
+}
+
+/* Sealing and opening in place (or with overlapping buffers) works. */
+static void test_block_in_place(void **state)
+{
+	uint8_t buf[200 + CRYPT_AEAD_OVERHEAD], plain[200];
+
+	(void)state;
+	crypt_random(plain, sizeof(plain));
+	memcpy(buf, plain, sizeof(plain));
+	assert_int_equal(crypt_block_seal(buf, buf, sizeof(plain), key, NULL, 0), 0);
+	assert_int_equal(crypt_block_open(buf, buf, sizeof(buf), key, NULL, 0), 0);
+	assert_memory_equal(buf, plain, sizeof(plain));
+	/* Plaintext already at the ciphertext's offset. */
+	memcpy(buf + CRYPT_NONCE_BYTES, plain, sizeof(plain));
+	assert_int_equal(crypt_block_seal(buf, buf + CRYPT_NONCE_BYTES, sizeof(plain),
+					  key, NULL, 0),
+			 0);
+	assert_int_equal(
+		crypt_block_open(buf + CRYPT_NONCE_BYTES, buf, sizeof(buf), key, NULL, 0),
+		0);
+	assert_memory_equal(buf + CRYPT_NONCE_BYTES, plain, sizeof(plain));
+}
+
+static void test_siv(void **state)
+{
+	const char *name = "invoice-2024-001.pdf";
+	size_t n = strlen(name);
+	uint8_t a[CRYPT_SIV_BYTES + 64], b[CRYPT_SIV_BYTES + 64];
+	uint8_t ad1[CRYPT_DIRIV_BYTES], ad2[CRYPT_DIRIV_BYTES];
+	char back[64];
+
+	(void)state;
+	crypt_random(ad1, sizeof(ad1));
+	memcpy(ad2, ad1, sizeof(ad2));
+	ad2[0] ^= 1;
+	crypt_siv_seal(a, (const uint8_t *)name, n, key, key2, ad1, sizeof(ad1));
+	crypt_siv_seal(b, (const uint8_t *)name, n, key, key2, ad1, sizeof(ad1));
+	/* Deterministic. */
+	assert_memory_equal(a, b, CRYPT_SIV_BYTES + n);
+	assert_memory_not_equal(a + CRYPT_SIV_BYTES, name, n);
+	/* Separated by AD. */
+	crypt_siv_seal(b, (const uint8_t *)name, n, key, key2, ad2, sizeof(ad2));
+	assert_memory_not_equal(a, b, CRYPT_SIV_BYTES);
+	/* Different names differ. */
+	crypt_siv_seal(b, (const uint8_t *)"invoice-2024-002.pdf", n, key, key2, ad1,
+		       sizeof(ad1));
+	assert_memory_not_equal(a, b, CRYPT_SIV_BYTES);
+
+	memset(back, 0, sizeof(back));
+	assert_int_equal(crypt_siv_open((uint8_t *)back, a, CRYPT_SIV_BYTES + n, key,
+					key2, ad1, sizeof(ad1)),
+			 0);
+	assert_memory_equal(back, name, n);
+	/* Wrong AD, wrong keys, each bit flipped: -EIO and output zeroed. */
+	assert_int_equal(crypt_siv_open((uint8_t *)back, a, CRYPT_SIV_BYTES + n, key,
+					key2, ad2, sizeof(ad2)),
+			 -EIO);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(back[i], 0);
+	assert_int_equal(crypt_siv_open((uint8_t *)back, a, CRYPT_SIV_BYTES + n, key2,
+					key2, ad1, sizeof(ad1)),
+			 -EIO);
+	assert_int_equal(crypt_siv_open((uint8_t *)back, a, CRYPT_SIV_BYTES + n, key, key,
+					ad1, sizeof(ad1)),
+			 -EIO);
+	for (size_t bit = 0; bit < (CRYPT_SIV_BYTES + n) * 8; bit++) {
+		a[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		assert_int_equal(crypt_siv_open((uint8_t *)back, a, CRYPT_SIV_BYTES + n,
+						key, key2, ad1, sizeof(ad1)),
+				 -EIO);
+		a[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+	}
+	assert_int_equal(crypt_siv_open((uint8_t *)back, a, CRYPT_SIV_BYTES - 1, key,
+					key2, ad1, sizeof(ad1)),
+			 -EINVAL);
+	/* In place. */
+	memcpy(b, a, sizeof(b));
+	assert_int_equal(
+		crypt_siv_open(b, b, CRYPT_SIV_BYTES + n, key, key2, ad1, sizeof(ad1)),
+		0);
+	assert_memory_equal(b, name, n);
+	crypt_siv_seal(b, b, n, key, key2, ad1, sizeof(ad1));
+	assert_memory_equal(a, b, CRYPT_SIV_BYTES + n);
+}
+
+static void test_kdf(void **state)
+{
+	uint8_t a[CRYPT_KEY_BYTES], b[CRYPT_KEY_BYTES], c[CRYPT_KEY_BYTES];
+	uint8_t d[CRYPT_KEY_BYTES];
+
+	(void)state;
+	assert_int_equal(crypt_kdf(a, key, 1, "cstdtest"), 0);
+	assert_int_equal(crypt_kdf(b, key, 1, "cstdtesu"), 0);
+	assert_int_equal(crypt_kdf(c, key, 2, "cstdtest"), 0);
+	assert_int_equal(crypt_kdf(d, key, 1, "cstdtest"), 0);
+	assert_memory_not_equal(a, b, sizeof(a));
+	assert_memory_not_equal(a, c, sizeof(a));
+	assert_memory_equal(a, d, sizeof(a));
+	assert_int_equal(crypt_kdf(d, key2, 1, "cstdtest"), 0);
+	assert_memory_not_equal(a, d, sizeof(a));
+}
+
+static void test_hash(void **state)
+{
+	uint8_t a[32], b[32], c[32], d[16];
+
+	(void)state;
+	crypt_hash(a, sizeof(a), key, "hello world", 11);
+	crypt_hash2(b, sizeof(b), key, "hello ", 6, "world", 5);
+	assert_memory_equal(a, b, sizeof(a));
+	crypt_hash(c, sizeof(c), NULL, "hello world", 11);
+	assert_memory_not_equal(a, c, sizeof(a));
+	crypt_hash(c, sizeof(c), key2, "hello world", 11);
+	assert_memory_not_equal(a, c, sizeof(a));
+	crypt_hash(d, sizeof(d), key, "hello world", 11);
+	assert_memory_not_equal(a, d, sizeof(d));
+	/* Known answer: unkeyed BLAKE2b-256("abc"). */
+	{
+		static const char want[] = "bddd813c634239723171ef3fee98579b"
+					   "94964e3bb1cb3e427262c8c068d52319";
+		char hex[65];
+
+		crypt_hash(a, sizeof(a), NULL, "abc", 3);
+		crypt_hex(hex, a, sizeof(a));
+		assert_string_equal(hex, want);
+	}
+}
+
+static void test_equal_wipe_random(void **state)
+{
+	uint8_t a[32], b[32];
+
+	(void)state;
+	crypt_random(a, sizeof(a));
+	memcpy(b, a, sizeof(b));
+	assert_true(crypt_equal(a, b, sizeof(a)));
+	b[31] ^= 0x80;
+	assert_false(crypt_equal(a, b, sizeof(a)));
+	crypt_wipe(a, sizeof(a));
+	memset(b, 0, sizeof(b));
+	assert_memory_equal(a, b, sizeof(a));
+	crypt_random(a, sizeof(a));
+	assert_memory_not_equal(a, b, sizeof(a));
+}
+
+static void test_secure_alloc(void **state)
+{
+	uint8_t *p;
+
+	(void)state;
+	p = crypt_secure_alloc(100);
+	assert_non_null(p);
+	memset(p, 0x5a, 100);
+	crypt_secure_free(p);
+	crypt_secure_free(NULL);
+}
+
+static void test_pwhash(void **state)
+{
+	uint8_t salt[CRYPT_SALT_BYTES], salt2[CRYPT_SALT_BYTES];
+	uint8_t a[CRYPT_KEY_BYTES], b[CRYPT_KEY_BYTES];
+	const uint64_t ops = crypt_pwhash_ops_min(), mem = 8ULL << 20;
+
+	(void)state;
+	crypt_random(salt, sizeof(salt));
+	memcpy(salt2, salt, sizeof(salt2));
+	salt2[0] ^= 1;
+	assert_int_equal(crypt_pwhash(a, "secret", 6, salt, ops, mem), 0);
+	assert_int_equal(crypt_pwhash(b, "secret", 6, salt, ops, mem), 0);
+	assert_memory_equal(a, b, sizeof(a));
+	assert_int_equal(crypt_pwhash(b, "secreT", 6, salt, ops, mem), 0);
+	assert_memory_not_equal(a, b, sizeof(a));
+	assert_int_equal(crypt_pwhash(b, "secret", 6, salt2, ops, mem), 0);
+	assert_memory_not_equal(a, b, sizeof(a));
+	assert_int_equal(crypt_pwhash(b, "secret", 6, salt, ops + 1, mem), 0);
+	assert_memory_not_equal(a, b, sizeof(a));
+	/* Minimum memory limit is accepted. */
+	assert_int_equal(crypt_pwhash(b, "secret", 6, salt, ops, crypt_pwhash_mem_min()),
+			 0);
+	/* Out of range limits. */
+	assert_int_equal(
+		crypt_pwhash(b, "secret", 6, salt, ops, crypt_pwhash_mem_min() - 1),
+		-EINVAL);
+	if (crypt_pwhash_ops_min() > 0)
+		assert_int_equal(crypt_pwhash(b, "secret", 6, salt,
+					      crypt_pwhash_ops_min() - 1, mem),
+				 -EINVAL);
+	assert_int_equal(crypt_pwhash(b, "secret", 6, salt, ops, UINT64_MAX), -EINVAL);
+	assert_int_equal(crypt_pwhash(b, "secret", 6, salt, UINT64_MAX, mem), -EINVAL);
+}
+
+static void test_b64(void **state)
+{
+	uint8_t in[64], out[64];
+	char enc[100];
+	int n;
+
+	(void)state;
+	crypt_random(in, sizeof(in));
+	for (size_t len = 0; len <= sizeof(in); len++) {
+		n = crypt_b64_encode(enc, sizeof(enc), in, len);
+		assert_int_equal(n, (int)((len * 4 + 2) / 3));
+		assert_int_equal(strlen(enc), (size_t)n);
+		assert_null(strchr(enc, '='));
+		assert_null(strchr(enc, '+'));
+		assert_null(strchr(enc, '/'));
+		assert_int_equal(crypt_b64_decode(out, sizeof(out), enc, (size_t)n),
+				 (int)len);
+		assert_memory_equal(out, in, len);
+	}
+	/* Known answer. */
+	assert_int_equal(
+		crypt_b64_encode(enc, sizeof(enc), (const uint8_t *)"\xfb\xff", 2), 3);
+	assert_string_equal(enc, "-_8");
+	/* Exactly enough room (with the NUL), and one byte too little. */
+	assert_int_equal(crypt_b64_encode(enc, 5, (const uint8_t *)"abc", 3), 4);
+	assert_string_equal(enc, "YWJj");
+	assert_int_equal(crypt_b64_encode(enc, 4, (const uint8_t *)"abc", 3),
+			 -ENAMETOOLONG);
+	assert_int_equal(crypt_b64_encode(enc, 4, (const uint8_t *)"abcd", 4),
+			 -ENAMETOOLONG);
+
+	/* Bad input. */
+	assert_int_equal(crypt_b64_decode(out, sizeof(out), "YW=j", 4), -EINVAL);
+	assert_int_equal(crypt_b64_decode(out, sizeof(out), "YWJj=", 5), -EINVAL);
+	assert_int_equal(crypt_b64_decode(out, sizeof(out), "YW+j", 4), -EINVAL);
+	assert_int_equal(crypt_b64_decode(out, sizeof(out), "YW/j", 4), -EINVAL);
+	assert_int_equal(crypt_b64_decode(out, sizeof(out), "YW.j", 4), -EINVAL);
+	assert_int_equal(crypt_b64_decode(out, sizeof(out), "Y", 1), -EINVAL);
+	/* Non-canonical trailing bits ("YR" would decode to 'a' too). */
+	assert_int_equal(crypt_b64_decode(out, sizeof(out), "YQ", 2), 1);
+	assert_int_equal(crypt_b64_decode(out, sizeof(out), "YR", 2), -EINVAL);
+	/* Output too small. */
+	assert_int_equal(crypt_b64_decode(out, 2, "YWJj", 4), -EINVAL);
+	assert_int_equal(crypt_b64_decode(out, 3, "YWJj", 4), 3);
+	assert_memory_equal(out, "abc", 3);
+}
+
+static void test_hex(void **state)
+{
+	uint8_t in[4] = {0x00, 0xab, 0x7f, 0xff}, out[8];
+	char hex[9];
+
+	(void)state;
+	crypt_hex(hex, in, sizeof(in));
+	assert_string_equal(hex, "00ab7fff");
+	assert_int_equal(crypt_unhex(out, sizeof(out), "00ab7fff"), 4);
+	assert_memory_equal(out, in, 4);
+	assert_int_equal(crypt_unhex(out, sizeof(out), "00AB-7F ff\n"), 4);
+	assert_memory_equal(out, in, 4);
+	assert_int_equal(crypt_unhex(out, sizeof(out), ""), 0);
+	assert_int_equal(crypt_unhex(out, sizeof(out), "0"), -EINVAL);
+	assert_int_equal(crypt_unhex(out, sizeof(out), "0g"), -EINVAL);
+	assert_int_equal(crypt_unhex(out, sizeof(out), "00ab7fff!"), -EINVAL);
+	assert_int_equal(crypt_unhex(out, 3, "00ab7fff"), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_block_roundtrip),
+		cmocka_unit_test(test_block_wrong_key_ad_and_short),
+		cmocka_unit_test(test_block_bitflips),
+		cmocka_unit_test(test_block_in_place),
+		cmocka_unit_test(test_siv),
+		cmocka_unit_test(test_kdf),
+		cmocka_unit_test(test_hash),
+		cmocka_unit_test(test_equal_wipe_random),
+		cmocka_unit_test(test_secure_alloc),
+		cmocka_unit_test(test_pwhash),
+		cmocka_unit_test(test_b64),
+		cmocka_unit_test(test_hex),
+	};
+
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
