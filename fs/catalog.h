@@ -33,6 +33,13 @@ struct catalog;
 int catalog_open(const char *path, int flags, struct catalog **out) MUST_CHECK;
 void catalog_close(struct catalog *cat);
 
+/* Checkpoints the WAL into the main file and truncates the WAL
+ * (wal_checkpoint(TRUNCATE)), so pages freed by a delete (zeroed by
+ * secure_delete) replace the old ones everywhere on disk: call after
+ * shredding.  -EBUSY if a reader or writer kept it from completing,
+ * -EROFS on a read-only catalogue. */
+int catalog_checkpoint(struct catalog *cat) MUST_CHECK;
+
 /* Transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
 int catalog_begin(struct catalog *cat) MUST_CHECK;
 int catalog_commit(struct catalog *cat) MUST_CHECK;
