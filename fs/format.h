@@ -88,6 +88,11 @@ int format_file_create(struct format_file *f, int fd, const struct keyring *ring
 int format_file_load(struct format_file *f, int fd,
 		     const struct keyring *ring) MUST_CHECK;
 
+/* Re-encodes and rewrites f->hdr (e.g. after changing flags or
+ * keep_until_us; never change file_id).  -EINVAL without a header.
+ * (Added by the format module.) */
+int format_file_write_header(struct format_file *f) MUST_CHECK;
+
 /* Plaintext I/O at a plaintext offset.  read returns bytes read (short only
  * at EOF) or -errno (-EIO for any block that fails authentication).  write
  * returns len or -errno; it never leaves a partially updated block. */
