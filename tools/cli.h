@@ -9,6 +9,10 @@
 #ifndef CUSTODIAN_CLI_H
 #define CUSTODIAN_CLI_H
 
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "store.h"
 
 /* Exit statuses shared by every verb. */
@@ -39,5 +43,49 @@ int cli_open_unlocked(const char *verb, const char *path, bool readonly,
 /* Prints "custodian: VERB: msg" to stderr (printf-style). */
 void cli_err(const char *verb, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* --- Added by the admin-tool engineer (additive; shared by the verbs). --- */
+
+/* getopt_long values of the unlock options, above any short option. */
+enum cli_opt {
+	CLI_OPT_PASSFILE = 0x100,
+	CLI_OPT_EXTPASS,
+	CLI_OPT_RECOVERY_FILE,
+	CLI_OPT_KEYFILE,
+	CLI_OPT_FIRST_FREE = 0x200, /* verbs number their own long options from here */
+};
+
+/* The four unlock options, for a verb's struct option table. */
+/* clang-format off */
+#define CLI_UNLOCK_LONGOPTS \
+	{"passfile", required_argument, NULL, CLI_OPT_PASSFILE}, \
+	{"extpass", required_argument, NULL, CLI_OPT_EXTPASS}, \
+	{"recovery-file", required_argument, NULL, CLI_OPT_RECOVERY_FILE}, \
+	{"keyfile", required_argument, NULL, CLI_OPT_KEYFILE}
+/* clang-format on */
+
+/* Usage text for the unlock options (one line per option). */
+#define CLI_UNLOCK_HELP                                                                  \
+	"  --passfile FILE       read the passphrase from FILE\n"                        \
+	"  --extpass CMD         run CMD (sh -c) and read the passphrase from it\n"      \
+	"  --recovery-file FILE  unlock with the recovery key written in FILE\n"         \
+	"  --keyfile FILE        unlock with the key file FILE\n"                        \
+	"  (none of these: ask for the passphrase on the terminal)\n"
+
+/* Records opt in how if it is an unlock option; true if it was one. */
+bool cli_unlock_option(struct cli_unlock *how, int opt, const char *arg);
+
+/* Parses a decimal number in [min, max] given for option `name`; on error
+ * prints "custodian: VERB: --name: reason" and returns -EINVAL. */
+int cli_parse_u64(const char *verb, const char *name, const char *arg, uint64_t min,
+		  uint64_t max, uint64_t *out);
+
+/* A new passphrase: from passfile if set, else asked twice on the
+ * terminal.  Prints the one-line error itself; returns -errno. */
+int cli_new_passphrase(const char *verb, const char *passfile, struct secret **out);
+
+/* UTC microseconds as ISO 8601, e.g. "2026-11-24T05:10:36Z". */
+#define CLI_TIME_MAX 32
+void cli_time_iso(int64_t us, char out[CLI_TIME_MAX]);
 
 #endif

@@ -1,0 +1,207 @@
+/*
+ * cli.c — helpers every verb of the admin command shares.
+ *
+ * Owns the one way a verb turns its unlock options into an unlocked store
+ * (exactly one source, else the terminal), the wording of the errors that
+ * come out of that, and small parsing and formatting helpers, so that every
+ * verb says "wrong passphrase or key" the same way.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void cli_err(const char *verb, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "custodian: %s: ", verb);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+bool cli_unlock_option(struct cli_unlock *how, int opt, const char *arg)
+{
+	switch (opt) {
+	case CLI_OPT_PASSFILE:
+		how->passfile = arg;
+		return true;
+	case CLI_OPT_EXTPASS:
+		how->extpass = arg;
+		return true;
+	case CLI_OPT_RECOVERY_FILE:
+		how->recovery_file = arg;
+		return true;
+	case CLI_OPT_KEYFILE:
+		how->keyfile = arg;
+		return true;
+	default:
+		return false;
+	}
+}
+
+int cli_parse_u64(const char *verb, const char *name, const char *arg, uint64_t min,
+		  uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	if (arg[0] < '0' || arg[0] > '9')
+		goto bad;
+	v = strtoull(arg, &end, 10);
+	if (errno != 0 || *end != '\0')
+		goto bad;
+	if (v < min || v > max) {
+		cli_err(verb, "--%s: %s is out of range (%" PRIu64 "..%" PRIu64 ")", name,
+			arg, min, max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+bad:
+	cli_err(verb, "--%s: '%s' is not a number", name, arg);
+	return -EINVAL;
+}
+
+/* Reason for a failure to read a secret from a file or command. */
+static const char *secret_reason(int err, bool from_cmd)
+{
+	if (from_cmd && err == -EIO)
+		return "command failed or printed nothing";
+	if (err == -EINVAL)
+		return "empty or longer than 4096 bytes";
+	return strerror(-err);
+}
+
+/* Reads a secret from a file; prints the error. */
+static int read_file_secret(const char *verb, const char *file, struct secret **out)
+{
+	int ret = secret_from_file(file, out);
+
+	if (ret < 0)
+		cli_err(verb, "%s: %s", file, secret_reason(ret, false));
+	return ret;
+}
+
+int cli_new_passphrase(const char *verb, const char *passfile, struct secret **out)
+{
+	int ret;
+
+	*out = NULL;
+	if (passfile != NULL)
+		return read_file_secret(verb, passfile, out);
+	ret = secret_from_tty("New passphrase: ", true, out);
+	if (ret == -ENOTTY)
+		cli_err(verb, "no passphrase source (use --passfile)");
+	else if (ret == -EINVAL)
+		cli_err(verb, "the passphrases do not match (or are empty)");
+	else if (ret < 0)
+		cli_err(verb, "reading the passphrase: %s", strerror(-ret));
+	return ret;
+}
+
+/* Why an unlock failed, in words. */
+static const char *unlock_reason(int err, const struct cli_unlock *how)
+{
+	switch (err) {
+	case -EACCES:
+		return "wrong passphrase or key";
+	case -EINVAL:
+		if (how->recovery_file != NULL)
+			return "malformed recovery key";
+		return "invalid key";
+	case -ENOENT:
+		if (how->keyfile != NULL)
+			return "the store has no key file slot";
+		return "the store has no passphrase slot (use --recovery-file or "
+		       "--keyfile)";
+	default:
+		return store_strerror(err);
+	}
+}
+
+int cli_open_unlocked(const char *verb, const char *path, bool readonly,
+		      const struct cli_unlock *how, struct store **out)
+{
+	struct secret *sec = NULL;
+	struct store *st = NULL;
+	char *prompt = NULL;
+	int sources, ret;
+
+	*out = NULL;
+	sources = (how->passfile != NULL) + (how->extpass != NULL) +
+		  (how->recovery_file != NULL) + (how->keyfile != NULL);
+	if (sources > 1) {
+		cli_err(verb, "use only one of --passfile, --extpass, --recovery-file, "
+			      "--keyfile");
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = store_open(path, readonly, &st);
+	if (ret < 0) {
+		cli_err(verb, "%s: %s", path, store_strerror(ret));
+		goto out;
+	}
+
+	if (how->passfile != NULL) {
+		ret = read_file_secret(verb, how->passfile, &sec);
+	} else if (how->recovery_file != NULL) {
+		ret = read_file_secret(verb, how->recovery_file, &sec);
+	} else if (how->keyfile != NULL) {
+		ret = read_file_secret(verb, how->keyfile, &sec);
+	} else if (how->extpass != NULL) {
+		ret = secret_from_cmd(how->extpass, &sec);
+		if (ret < 0)
+			cli_err(verb, "--extpass: %s", secret_reason(ret, true));
+	} else {
+		if (asprintf(&prompt, "Passphrase for %s: ", path) < 0) {
+			prompt = NULL;
+			ret = -ENOMEM;
+			cli_err(verb, "%s", strerror(ENOMEM));
+			goto out;
+		}
+		ret = secret_from_tty(prompt, false, &sec);
+		if (ret == -ENOTTY)
+			cli_err(verb, "no passphrase source (use --passfile)");
+		else if (ret < 0)
+			cli_err(verb, "reading the passphrase: %s", strerror(-ret));
+	}
+	if (ret < 0)
+		goto out;
+
+	if (how->recovery_file != NULL)
+		ret = store_unlock_recovery(st, sec);
+	else if (how->keyfile != NULL)
+		ret = store_unlock_keyfile(st, sec);
+	else
+		ret = store_unlock_passphrase(st, sec);
+	if (ret < 0)
+		cli_err(verb, "%s: %s", path, unlock_reason(ret, how));
+out:
+	secret_free(sec);
+	free(prompt);
+	if (ret < 0)
+		store_close(st);
+	else
+		*out = st;
+	return ret;
+}
+
+void cli_time_iso(int64_t us, char out[CLI_TIME_MAX])
+{
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+
+	if (us < 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(out, CLI_TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, CLI_TIME_MAX, "unknown");
+}
