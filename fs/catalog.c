@@ -23,26 +23,27 @@
 
 #include <sqlite3.h>
 
+#include "catalog_int.h"
 #include "sys.h"
-
-/* One open connection. */
-struct catalog {
-	sqlite3 *db; /* serialized (FULLMUTEX) connection */
-	int rdonly;  /* refuse writes: opened read-only, or the file only allows it */
-};
 
 /*
  * Schema migrations: entry N turns schema N into schema N+1.  A later issue
  * adds a table by appending an entry; CATALOG_SCHEMA follows automatically.
  */
-static const char *const migrations[] = {
-	/* 0 -> 1: meta, key slots, policy versions */
+static const char catalog_core_ddl[] =
 	"CREATE TABLE meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-	"CREATE TABLE slots(id INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+	"CREATE TABLE slots(id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
 	" label TEXT NOT NULL DEFAULT '', salt BLOB, opslimit INTEGER,"
 	" memlimit INTEGER, wrapped BLOB NOT NULL, created_us INTEGER NOT NULL);"
 	"CREATE TABLE policies(version INTEGER PRIMARY KEY, text TEXT NOT NULL,"
-	" applied_by TEXT NOT NULL, applied_us INTEGER NOT NULL, mac BLOB NOT NULL);",
+	" applied_by TEXT NOT NULL, applied_us INTEGER NOT NULL, mac BLOB NOT NULL);";
+
+/* Each entry is one migration step, run in order inside one transaction.
+ * Version 1 is the first released schema: the core tables plus the tables
+ * of each concern file (catalog_audit.c, catalog_subjects.c, ...). */
+static const char *const *const migrations[] = {
+	(const char *const[]){catalog_core_ddl, catalog_audit_ddl, catalog_subjects_ddl,
+			      NULL},
 };
 
 #define CATALOG_SCHEMA ((int64_t)ARRAY_LEN(migrations))
@@ -53,7 +54,7 @@ static const char *const migrations[] = {
  * the errno SQLite saw, so callers can tell a missing file from a forbidden
  * one.
  */
-static int catalog_errno(sqlite3 *db, int rc)
+int catalog_errno(sqlite3 *db, int rc)
 {
 	int e;
 
@@ -89,7 +90,7 @@ static int catalog_errno(sqlite3 *db, int rc)
 }
 
 /* Prepares one statement; *st is NULL on failure. */
-static int prep(struct catalog *cat, const char *sql, sqlite3_stmt **st)
+int catalog_prep(struct catalog *cat, const char *sql, sqlite3_stmt **st)
 {
 	int rc = sqlite3_prepare_v2(cat->db, sql, -1, st, NULL);
 
@@ -102,13 +103,13 @@ static int prep(struct catalog *cat, const char *sql, sqlite3_stmt **st)
 }
 
 /* Runs SQL that returns no rows we need (pragmas, DDL, transaction control). */
-static int db_exec(struct catalog *cat, const char *sql)
+int catalog_exec(struct catalog *cat, const char *sql)
 {
 	return catalog_errno(cat->db, sqlite3_exec(cat->db, sql, NULL, NULL, NULL));
 }
 
 /* Steps a statement to completion, ignoring rows (INSERT/UPDATE). */
-static int step_done(struct catalog *cat, sqlite3_stmt *st)
+int catalog_step_done(struct catalog *cat, sqlite3_stmt *st)
 {
 	int rc;
 
@@ -120,7 +121,7 @@ static int step_done(struct catalog *cat, sqlite3_stmt *st)
 /* --- column decoding: wrong type or size means the row is damaged --------- */
 
 /* TEXT column into a fixed buffer; must fit with its NUL and hold no NUL. */
-static int col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
+int catalog_col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
 {
 	const unsigned char *s;
 	int n;
@@ -137,7 +138,7 @@ static int col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
 }
 
 /* BLOB column of exactly n bytes; NULL gives zeros when null_ok. */
-static int col_blob(sqlite3_stmt *st, int i, void *out, size_t n, int null_ok)
+int catalog_col_blob(sqlite3_stmt *st, int i, void *out, size_t n, int null_ok)
 {
 	const void *b;
 	int type = sqlite3_column_type(st, i);
@@ -156,7 +157,7 @@ static int col_blob(sqlite3_stmt *st, int i, void *out, size_t n, int null_ok)
 }
 
 /* INTEGER column; NULL gives 0 when null_ok; negative only if signed_ok. */
-static int col_int(sqlite3_stmt *st, int i, int64_t *out, int null_ok, int signed_ok)
+int catalog_col_int(sqlite3_stmt *st, int i, int64_t *out, int null_ok, int signed_ok)
 {
 	int type = sqlite3_column_type(st, i);
 
@@ -173,7 +174,7 @@ static int col_int(sqlite3_stmt *st, int i, int64_t *out, int null_ok, int signe
 }
 
 /* A C string that fits (with its NUL) in a field of cap bytes. */
-static int field_ok(const char *s, size_t cap)
+int catalog_field_ok(const char *s, size_t cap)
 {
 	return memchr(s, 0, cap) != NULL;
 }
@@ -189,7 +190,7 @@ static int read_schema(struct catalog *cat, int64_t *version)
 	int64_t v = 0;
 	int rc, n, i;
 
-	rc = prep(cat, "SELECT value FROM meta WHERE key = '" SCHEMA_KEY "'", &st);
+	rc = catalog_prep(cat, "SELECT value FROM meta WHERE key = '" SCHEMA_KEY "'", &st);
 	if (rc)
 		goto out; /* no meta table: not a custodian catalogue */
 	rc = sqlite3_step(st);
@@ -241,7 +242,7 @@ static int migrate(struct catalog *cat, int64_t from)
 	int64_t v = from;
 	int rc;
 
-	rc = db_exec(cat, "BEGIN IMMEDIATE");
+	rc = catalog_exec(cat, "BEGIN IMMEDIATE");
 	if (rc)
 		return rc;
 	if (from > 0) {
@@ -252,24 +253,26 @@ static int migrate(struct catalog *cat, int64_t from)
 	if (v >= CATALOG_SCHEMA)
 		goto out;
 	for (; v < CATALOG_SCHEMA; v++) {
-		rc = db_exec(cat, migrations[v]);
-		if (rc)
-			goto out;
+		for (const char *const *ddl = migrations[v]; *ddl; ddl++) {
+			rc = catalog_exec(cat, *ddl);
+			if (rc)
+				goto out;
+		}
 	}
-	rc = prep(cat,
+	rc = catalog_prep(cat,
 		  "INSERT INTO meta(key, value) VALUES('" SCHEMA_KEY "', ?1)"
 		  " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 		  &st);
 	if (rc)
 		goto out;
 	sqlite3_bind_int64(st, 1, CATALOG_SCHEMA);
-	rc = step_done(cat, st);
+	rc = catalog_step_done(cat, st);
 out:
 	sqlite3_finalize(st);
 	if (rc == 0)
-		rc = db_exec(cat, "COMMIT");
+		rc = catalog_exec(cat, "COMMIT");
 	if (rc)
-		(void)db_exec(cat, "ROLLBACK");
+		(void)catalog_exec(cat, "ROLLBACK");
 	return rc;
 }
 
@@ -347,7 +350,7 @@ static int db_connect(struct catalog *cat, const char *name, int oflags)
 	 * functions run from views or triggers someone planted. */
 	sqlite3_db_config(cat->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
 	sqlite3_db_config(cat->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
-	rc = db_exec(cat, "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON");
+	rc = catalog_exec(cat, "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON");
 out:
 	if (rc) {
 		sqlite3_close_v2(cat->db);
@@ -363,10 +366,10 @@ static int configure(struct catalog *cat)
 	const unsigned char *mode;
 	int rc;
 
-	rc = db_exec(cat, "PRAGMA synchronous = FULL");
+	rc = catalog_exec(cat, "PRAGMA synchronous = FULL");
 	if (rc || cat->rdonly)
 		return rc;
-	rc = prep(cat, "PRAGMA journal_mode = WAL", &st);
+	rc = catalog_prep(cat, "PRAGMA journal_mode = WAL", &st);
 	if (rc)
 		goto out;
 	rc = sqlite3_step(st);
@@ -542,18 +545,18 @@ int catalog_begin(struct catalog *cat)
 	 * another thread), so this caller has to wait its turn. */
 	if (!sqlite3_get_autocommit(cat->db))
 		return -EBUSY;
-	return db_exec(cat, "BEGIN IMMEDIATE");
+	return catalog_exec(cat, "BEGIN IMMEDIATE");
 }
 
 int catalog_commit(struct catalog *cat)
 {
-	return db_exec(cat, "COMMIT");
+	return catalog_exec(cat, "COMMIT");
 }
 
 void catalog_rollback(struct catalog *cat)
 {
 	if (!sqlite3_get_autocommit(cat->db))
-		(void)db_exec(cat, "ROLLBACK");
+		(void)catalog_exec(cat, "ROLLBACK");
 }
 
 /* --- meta ---------------------------------------------------------------------- */
@@ -567,7 +570,7 @@ int catalog_meta_get(struct catalog *cat, const char *key, void *buf, size_t cap
 
 	if (!key || !*key || (cap && !buf))
 		return -EINVAL;
-	rc = prep(cat, "SELECT value FROM meta WHERE key = ?1", &st);
+	rc = catalog_prep(cat, "SELECT value FROM meta WHERE key = ?1", &st);
 	if (rc)
 		goto out;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -608,7 +611,7 @@ int catalog_meta_put(struct catalog *cat, const char *key, const void *val, size
 		return -EINVAL;
 	if (cat->rdonly)
 		return -EROFS;
-	rc = prep(cat,
+	rc = catalog_prep(cat,
 		  "INSERT INTO meta(key, value) VALUES(?1, ?2)"
 		  " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 		  &st);
@@ -621,7 +624,7 @@ int catalog_meta_put(struct catalog *cat, const char *key, const void *val, size
 		rc = rc == SQLITE_TOOBIG ? -EFBIG : catalog_errno(cat->db, rc);
 		goto out;
 	}
-	rc = step_done(cat, st);
+	rc = catalog_step_done(cat, st);
 out:
 	sqlite3_finalize(st);
 	return rc;
@@ -634,13 +637,13 @@ int catalog_slot_add(struct catalog *cat, struct catalog_slot *slot)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	if (!field_ok(slot->kind, sizeof(slot->kind)) || !slot->kind[0] ||
-	    !field_ok(slot->label, sizeof(slot->label)) || slot->opslimit > INT64_MAX ||
+	if (!catalog_field_ok(slot->kind, sizeof(slot->kind)) || !slot->kind[0] ||
+	    !catalog_field_ok(slot->label, sizeof(slot->label)) || slot->opslimit > INT64_MAX ||
 	    slot->memlimit > INT64_MAX)
 		return -EINVAL;
 	if (cat->rdonly)
 		return -EROFS;
-	rc = prep(cat,
+	rc = catalog_prep(cat,
 		  "INSERT INTO slots(kind, label, salt, opslimit, memlimit, wrapped,"
 		  " created_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
 		  &st);
@@ -659,7 +662,7 @@ int catalog_slot_add(struct catalog *cat, struct catalog_slot *slot)
 		goto out;
 	}
 	slot->id = sqlite3_column_int64(st, 0);
-	rc = step_done(cat, st);
+	rc = catalog_step_done(cat, st);
 out:
 	sqlite3_finalize(st);
 	return rc;
@@ -672,21 +675,21 @@ static int slot_row(sqlite3_stmt *st, struct catalog_slot *s)
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	rc = col_int(st, 0, &s->id, 0, 0);
+	rc = catalog_col_int(st, 0, &s->id, 0, 0);
 	if (!rc)
-		rc = col_text(st, 1, s->kind, sizeof(s->kind));
+		rc = catalog_col_text(st, 1, s->kind, sizeof(s->kind));
 	if (!rc)
-		rc = col_text(st, 2, s->label, sizeof(s->label));
+		rc = catalog_col_text(st, 2, s->label, sizeof(s->label));
 	if (!rc)
-		rc = col_blob(st, 3, s->salt, sizeof(s->salt), 1);
+		rc = catalog_col_blob(st, 3, s->salt, sizeof(s->salt), 1);
 	if (!rc)
-		rc = col_int(st, 4, &ops, 1, 0);
+		rc = catalog_col_int(st, 4, &ops, 1, 0);
 	if (!rc)
-		rc = col_int(st, 5, &mem, 1, 0);
+		rc = catalog_col_int(st, 5, &mem, 1, 0);
 	if (!rc)
-		rc = col_blob(st, 6, s->wrapped, sizeof(s->wrapped), 0);
+		rc = catalog_col_blob(st, 6, s->wrapped, sizeof(s->wrapped), 0);
 	if (!rc)
-		rc = col_int(st, 7, &s->created_us, 0, 1);
+		rc = catalog_col_int(st, 7, &s->created_us, 0, 1);
 	if (!rc) {
 		s->opslimit = (uint64_t)ops;
 		s->memlimit = (uint64_t)mem;
@@ -703,7 +706,7 @@ int catalog_slot_list(struct catalog *cat, struct catalog_slot **out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
-	rc = prep(cat,
+	rc = catalog_prep(cat,
 		  "SELECT id, kind, label, salt, opslimit, memlimit, wrapped,"
 		  " created_us FROM slots ORDER BY id",
 		  &st);
@@ -745,7 +748,7 @@ int catalog_slot_remove(struct catalog *cat, int64_t id)
 		return -EROFS;
 	/* RETURNING rather than sqlite3_changes(): another thread may run a
 	 * statement on this connection between the two calls. */
-	rc = prep(cat, "DELETE FROM slots WHERE id = ?1 RETURNING id", &st);
+	rc = catalog_prep(cat, "DELETE FROM slots WHERE id = ?1 RETURNING id", &st);
 	if (rc)
 		goto out;
 	sqlite3_bind_int64(st, 1, id);
@@ -754,7 +757,7 @@ int catalog_slot_remove(struct catalog *cat, int64_t id)
 		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
 		goto out;
 	}
-	rc = step_done(cat, st);
+	rc = catalog_step_done(cat, st);
 out:
 	sqlite3_finalize(st);
 	return rc;
@@ -767,7 +770,7 @@ int catalog_policy_next_version(struct catalog *cat, int64_t *version)
 	sqlite3_stmt *st = NULL;
 	int rc;
 
-	rc = prep(cat, "SELECT COALESCE(MAX(version), 0) + 1 FROM policies", &st);
+	rc = catalog_prep(cat, "SELECT COALESCE(MAX(version), 0) + 1 FROM policies", &st);
 	if (rc)
 		goto out;
 	rc = sqlite3_step(st);
@@ -775,7 +778,7 @@ int catalog_policy_next_version(struct catalog *cat, int64_t *version)
 		rc = rc == SQLITE_DONE ? -EIO : catalog_errno(cat->db, rc);
 		goto out;
 	}
-	rc = col_int(st, 0, version, 0, 0);
+	rc = catalog_col_int(st, 0, version, 0, 0);
 out:
 	sqlite3_finalize(st);
 	return rc;
@@ -787,13 +790,13 @@ int catalog_policy_add(struct catalog *cat, const struct catalog_policy *p)
 	int64_t next;
 	int rc;
 
-	if (p->version < 1 || !p->text || !field_ok(p->applied_by, sizeof(p->applied_by)))
+	if (p->version < 1 || !p->text || !catalog_field_ok(p->applied_by, sizeof(p->applied_by)))
 		return -EINVAL;
 	if (cat->rdonly)
 		return -EROFS;
 	/* Versions are append-only: the insert happens only if p->version is
 	 * the next one, atomically with the check. */
-	rc = prep(cat,
+	rc = catalog_prep(cat,
 		  "INSERT INTO policies(version, text, applied_by, applied_us, mac)"
 		  " SELECT ?1, ?2, ?3, ?4, ?5 WHERE ?1 ="
 		  " (SELECT COALESCE(MAX(version), 0) + 1 FROM policies)"
@@ -813,7 +816,7 @@ int catalog_policy_add(struct catalog *cat, const struct catalog_policy *p)
 	sqlite3_bind_blob(st, 5, p->mac, sizeof(p->mac), SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		rc = step_done(cat, st);
+		rc = catalog_step_done(cat, st);
 		goto out;
 	}
 	if (rc != SQLITE_DONE) {
@@ -838,7 +841,7 @@ int catalog_policy_get(struct catalog *cat, int64_t version, struct catalog_poli
 	memset(out, 0, sizeof(*out));
 	if (version < 0)
 		return -EINVAL;
-	rc = prep(cat,
+	rc = catalog_prep(cat,
 		  version ? "SELECT version, text, applied_by, applied_us, mac"
 			    " FROM policies WHERE version = ?1"
 			  : "SELECT version, text, applied_by, applied_us, mac"
@@ -853,13 +856,13 @@ int catalog_policy_get(struct catalog *cat, int64_t version, struct catalog_poli
 		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
 		goto out;
 	}
-	rc = col_int(st, 0, &out->version, 0, 0);
+	rc = catalog_col_int(st, 0, &out->version, 0, 0);
 	if (!rc)
-		rc = col_text(st, 2, out->applied_by, sizeof(out->applied_by));
+		rc = catalog_col_text(st, 2, out->applied_by, sizeof(out->applied_by));
 	if (!rc)
-		rc = col_int(st, 3, &out->applied_us, 0, 1);
+		rc = catalog_col_int(st, 3, &out->applied_us, 0, 1);
 	if (!rc)
-		rc = col_blob(st, 4, out->mac, sizeof(out->mac), 0);
+		rc = catalog_col_blob(st, 4, out->mac, sizeof(out->mac), 0);
 	if (rc)
 		goto out;
 	if (sqlite3_column_type(st, 1) != SQLITE_TEXT) {
