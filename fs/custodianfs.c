@@ -1,0 +1,593 @@
+/*
+ * custodianfs.c — main of the FUSE daemon: options, unlocking, mounting,
+ * the session loop and an orderly unwind.
+ *
+ *   custodianfs [options] STORE MOUNTPOINT
+ *   custodianfs STORE MOUNTPOINT -o opts        (mount.fuse3 / fstab order)
+ *
+ * Everything that can fail is done before the mount, and any such failure
+ * is one line "custodianfs: STORE: reason" and exit status 1 with nothing
+ * mounted.  Without -f the daemon forks before it touches a key (memory
+ * locks are not inherited across fork, so keys must be born in the process
+ * that keeps them); the parent waits until the child reports the mount
+ * ready, so `custodianfs ... && ls MNT` works, and exits with the child's
+ * status if it fails.  Once mounted the daemon never exit()s: it unmounts,
+ * wipes the keys and unwinds.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "crypt.h"
+#include "ops.h"
+#include "secret.h"
+#include "store.h"
+
+#define CFS_VERSION "0.1"
+#define CFS_DEFAULT_TIMEOUT 1.0
+#define CFS_IDLE_THREADS 16
+#define CFS_MIN_THREADS 10
+
+/* Options of our own, filled by fuse_opt_parse. */
+struct cfs_opts {
+	char *store;          /* first non-option argument */
+	char *passfile;       /* --passfile / -o passfile= */
+	char *extpass;        /* --extpass / -o extpass= */
+	char *keyfile;        /* --keyfile / -o keyfile= */
+	int writeback;        /* -o writeback */
+	double attr_timeout;  /* -o attr_timeout= */
+	double entry_timeout; /* -o entry_timeout= */
+	int readonly;         /* -o ro (also passed on to the mount) */
+};
+
+enum {
+	KEY_RO,
+	KEY_RW,
+};
+
+#define CFS_OPT(t, f, v)                                                                 \
+	{                                                                                \
+		t, offsetof(struct cfs_opts, f), v                                       \
+	}
+
+static const struct fuse_opt cfs_opt_spec[] = {
+	CFS_OPT("--passfile %s", passfile, 0),
+	CFS_OPT("--passfile=%s", passfile, 0),
+	CFS_OPT("passfile=%s", passfile, 0),
+	CFS_OPT("--extpass %s", extpass, 0),
+	CFS_OPT("--extpass=%s", extpass, 0),
+	CFS_OPT("extpass=%s", extpass, 0),
+	CFS_OPT("--keyfile %s", keyfile, 0),
+	CFS_OPT("--keyfile=%s", keyfile, 0),
+	CFS_OPT("keyfile=%s", keyfile, 0),
+	CFS_OPT("writeback", writeback, 1),
+	CFS_OPT("no_writeback", writeback, 0),
+	CFS_OPT("attr_timeout=%lf", attr_timeout, 0),
+	CFS_OPT("entry_timeout=%lf", entry_timeout, 0),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("rw", KEY_RW),
+	FUSE_OPT_END,
+};
+
+/* ---- logging ------------------------------------------------------------ */
+
+/* Where fuse_log (ours and libfuse's) goes: while setting up, the first
+ * error is kept to be reported as our one line; once mounted, stderr in
+ * the foreground or syslog as a daemon. */
+enum cfs_log_mode {
+	CFS_LOG_SETUP,
+	CFS_LOG_STDERR,
+	CFS_LOG_SYSLOG,
+};
+
+static enum cfs_log_mode log_mode = CFS_LOG_SETUP; /* main thread only,
+						      before the loop starts */
+static char setup_error[256];                      /* first error while setting up */
+static bool setup_error_done;                      /* setup_error holds a whole line */
+
+/* libfuse writes some errors in pieces: collect up to the first newline. */
+static void setup_error_add(const char *piece)
+{
+	size_t have = strlen(setup_error);
+	size_t n;
+
+	if (setup_error_done)
+		return;
+	if (have == 0 && strncmp(piece, "fuse: ", 6) == 0)
+		piece += 6;
+	n = strcspn(piece, "\n");
+	if (n > sizeof(setup_error) - 1 - have)
+		n = sizeof(setup_error) - 1 - have;
+	memcpy(setup_error + have, piece, n);
+	setup_error[have + n] = '\0';
+	if (strchr(piece, '\n'))
+		setup_error_done = true;
+}
+
+static void cfs_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	size_t len;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_mode == CFS_LOG_SETUP && level <= FUSE_LOG_ERR) {
+		setup_error_add(msg);
+		return;
+	}
+	len = strlen(msg);
+	while (len > 0 && msg[len - 1] == '\n')
+		msg[--len] = '\0';
+	if (log_mode == CFS_LOG_SYSLOG)
+		syslog((int)level, "%s", msg);
+	else
+		fprintf(stderr, "%s\n", msg);
+}
+
+/* The one line a failure before mounting prints. */
+static void fail(const char *store, const char *why)
+{
+	if (store)
+		fprintf(stderr, "custodianfs: %s: %s\n", store, why);
+	else
+		fprintf(stderr, "custodianfs: %s\n", why);
+}
+
+/* ---- usage -------------------------------------------------------------- */
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] STORE MOUNTPOINT\n"
+	       "       %s STORE MOUNTPOINT -o OPTIONS   (mount.fuse3 / fstab order)\n"
+	       "\n"
+	       "Unlocking (default: ask for the passphrase on the terminal):\n"
+	       "    --passfile FILE, -o passfile=FILE\n"
+	       "                           read the passphrase from FILE (default: "
+	       "none)\n"
+	       "    --extpass CMD, -o extpass=CMD\n"
+	       "                           run `sh -c CMD` and read the passphrase from\n"
+	       "                           its output (default: none)\n"
+	       "    --keyfile FILE, -o keyfile=FILE\n"
+	       "                           unlock with the key file FILE (default: "
+	       "none)\n"
+	       "\n"
+	       "custodianfs options:\n"
+	       "    -o writeback           kernel writeback cache (default: off)\n"
+	       "    -o attr_timeout=S      seconds the kernel caches attributes\n"
+	       "                           (default: %.1f)\n"
+	       "    -o entry_timeout=S     seconds the kernel caches names (default: "
+	       "%.1f)\n"
+	       "    -o ro                  mount read-only; the store is opened "
+	       "read-only\n"
+	       "                           (default: read-write)\n"
+	       "    always set: -o default_permissions,fsname=<realpath of STORE>,"
+	       "subtype=custodian\n"
+	       "\n"
+	       "General options:\n"
+	       "    -h, --help             print this help and exit\n"
+	       "    -V, --version          print the version and exit\n"
+	       "    -f                     stay in the foreground (default: daemon)\n"
+	       "    -d, -o debug           log every request; implies -f (default: off)\n"
+	       "    -s                     single-threaded (default: multi-threaded)\n"
+	       "    -o clone_fd            one /dev/fuse fd per thread (default: on)\n"
+	       "    -o max_idle_threads=N  idle worker threads kept (default: %d)\n"
+	       "    -o max_threads=N       most worker threads (default: max(%d, 2 x "
+	       "CPUs))\n"
+	       "\n"
+	       "FUSE mount options (passed through):\n",
+	       prog, prog, CFS_DEFAULT_TIMEOUT, CFS_DEFAULT_TIMEOUT, CFS_IDLE_THREADS,
+	       CFS_MIN_THREADS);
+	fflush(stdout);
+	fuse_lowlevel_help();
+	printf("    -o ro, -o rw, -o nosuid, -o nodev, -o noexec, -o noatime, ...\n"
+	       "                           generic mount options (default: rw)\n");
+}
+
+/* ---- option parsing ---------------------------------------------------- */
+
+static int cfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct cfs_opts *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->store) {
+			o->store = strdup(arg);
+			return o->store ? 0 : -1;
+		}
+		return 1; /* MOUNTPOINT: fuse_parse_cmdline takes it */
+	case KEY_RO:
+		o->readonly = 1;
+		return 1; /* the kernel must see it too */
+	case KEY_RW:
+		o->readonly = 0;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+/* Adds the options every custodian mount has. */
+static int add_mount_options(struct fuse_args *args, const char *store_real)
+{
+	char *opts = NULL, *fsname = NULL;
+	int ret = -1;
+
+	if (asprintf(&fsname, "fsname=%s", store_real) < 0) {
+		fsname = NULL;
+		goto out;
+	}
+	if (fuse_opt_add_opt(&opts, "default_permissions") != 0 ||
+	    fuse_opt_add_opt(&opts, "subtype=custodian") != 0 ||
+	    fuse_opt_add_opt_escaped(&opts, fsname) != 0)
+		goto out;
+	if (fuse_opt_add_arg(args, "-o") != 0 || fuse_opt_add_arg(args, opts) != 0)
+		goto out;
+	ret = 0;
+out:
+	free(opts);
+	free(fsname);
+	return ret;
+}
+
+/* ---- daemon ------------------------------------------------------------- */
+
+/* Forks; only the child returns (0, with *notify_fd set).  The parent waits
+ * for the child's "mounted" byte and exits 0, or exits with the child's
+ * status if it fails first. */
+static int daemon_fork(int *notify_fd)
+{
+	int p[2];
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int err = errno;
+
+		close(p[0]);
+		close(p[1]);
+		return -err;
+	}
+	if (pid > 0) {
+		char c = 1;
+		ssize_t n;
+		int status = 0;
+
+		close(p[1]);
+		do
+			n = read(p[0], &c, 1);
+		while (n < 0 && errno == EINTR);
+		if (n == 1 && c == 0)
+			_exit(0);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		_exit(WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1);
+	}
+	close(p[0]);
+	*notify_fd = p[1];
+	return 0;
+}
+
+/* Detaches from the terminal and tells the parent the mount is ready. */
+static void daemon_ready(int notify_fd)
+{
+	char c = 0;
+	int nullfd;
+
+	(void)setsid();
+	(void)chdir("/");
+	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nullfd >= 0) {
+		(void)dup2(nullfd, STDIN_FILENO);
+		(void)dup2(nullfd, STDOUT_FILENO);
+		(void)dup2(nullfd, STDERR_FILENO);
+		if (nullfd > STDERR_FILENO)
+			close(nullfd);
+	}
+	openlog("custodianfs", LOG_PID, LOG_DAEMON);
+	log_mode = CFS_LOG_SYSLOG;
+	while (write(notify_fd, &c, 1) < 0 && errno == EINTR)
+		;
+	close(notify_fd);
+}
+
+/* ---- unlocking ---------------------------------------------------------- */
+
+/* Reads the one secret source and unlocks; prints nothing, *why gets the
+ * reason on failure. */
+static int unlock_store(struct store *st, const struct cfs_opts *o, const char **why)
+{
+	struct secret *sec = NULL;
+	char *prompt = NULL;
+	int ret;
+
+	*why = NULL;
+	if (o->passfile) {
+		ret = secret_from_file(o->passfile, &sec);
+		if (ret < 0)
+			*why = ret == -EINVAL
+				       ? "passfile is empty or longer than 4096 bytes"
+				       : "cannot read the passfile";
+	} else if (o->keyfile) {
+		ret = secret_from_file(o->keyfile, &sec);
+		if (ret < 0)
+			*why = ret == -EINVAL
+				       ? "keyfile is empty or longer than 4096 bytes"
+				       : "cannot read the keyfile";
+	} else if (o->extpass) {
+		ret = secret_from_cmd(o->extpass, &sec);
+		if (ret < 0)
+			*why = "extpass command failed or printed nothing";
+	} else {
+		if (asprintf(&prompt, "Passphrase for %s: ", o->store) < 0) {
+			prompt = NULL;
+			ret = -ENOMEM;
+			goto out;
+		}
+		ret = secret_from_tty(prompt, false, &sec);
+		if (ret == -ENOTTY)
+			*why = "no terminal to ask for the passphrase (use --passfile, "
+			       "--extpass or --keyfile)";
+	}
+	if (ret < 0)
+		goto out;
+	if (o->keyfile)
+		ret = store_unlock_keyfile(st, sec);
+	else
+		ret = store_unlock_passphrase(st, sec);
+	if (ret == -ENOENT)
+		*why = o->keyfile ? "the store has no key file slot"
+				  : "the store has no passphrase slot";
+out:
+	secret_free(sec);
+	free(prompt);
+	return ret;
+}
+
+static void no_core_dumps(void)
+{
+	const struct rlimit zero = {0, 0};
+
+	/* Keys are in MADV_DONTDUMP memory already; plaintext in transit is
+	 * not, so no core file at all. */
+	(void)setrlimit(RLIMIT_CORE, &zero);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* Every node the kernel holds keeps an O_PATH fd open, so a tree of many
+ * files needs far more descriptors than the usual soft limit: take the
+ * system maximum if allowed (root), else the hard limit. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	unsigned long max = 0;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+
+	if (f) {
+		if (fscanf(f, "%lu", &max) != 1)
+			max = 0;
+		fclose(f);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (max > rl.rlim_max) {
+		struct rlimit want = {max, max};
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+	}
+	rl.rlim_cur = rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+static unsigned default_max_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned t = n > 0 ? (unsigned)n * 2 : CFS_MIN_THREADS;
+
+	return t < CFS_MIN_THREADS ? CFS_MIN_THREADS : t;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct cfs_opts o = {
+		.attr_timeout = CFS_DEFAULT_TIMEOUT,
+		.entry_timeout = CFS_DEFAULT_TIMEOUT,
+	};
+	struct fuse_cmdline_opts copts;
+	struct fuse_loop_config *lcfg = NULL;
+	struct fuse_session *se = NULL;
+	struct store *st = NULL;
+	struct ops_config cfg;
+	struct ops_fs fs;
+	const char *why = NULL;
+	char *store_real = NULL;
+	int notify_fd = -1;
+	int status = 1;
+	int ret;
+
+	memset(&copts, 0, sizeof(copts));
+	fuse_set_log_func(cfs_log);
+	/* The kernel already applied the caller's umask to every mode. */
+	umask(0);
+
+	if (fuse_opt_parse(&args, &o, cfs_opt_spec, cfs_opt_proc) != 0 ||
+	    fuse_parse_cmdline(&args, &copts) != 0) {
+		fail(o.store,
+		     setup_error[0] ? setup_error : "invalid arguments (see --help)");
+		goto out_args;
+	}
+	if (copts.show_help) {
+		usage(argv[0]);
+		status = 0;
+		goto out_cmdline;
+	}
+	if (copts.show_version) {
+		printf("custodianfs %s (FUSE library %s)\n", CFS_VERSION,
+		       fuse_pkgversion());
+		status = 0;
+		goto out_cmdline;
+	}
+	if (!o.store || !copts.mountpoint) {
+		fprintf(stderr,
+			"custodianfs: usage: %s [options] STORE MOUNTPOINT "
+			"(see --help)\n",
+			argv[0]);
+		goto out_cmdline;
+	}
+	if (!!o.passfile + !!o.extpass + !!o.keyfile > 1) {
+		fprintf(stderr,
+			"custodianfs: %s: use only one of --passfile, --extpass, "
+			"--keyfile\n",
+			o.store);
+		goto out_cmdline;
+	}
+	if (o.attr_timeout < 0 || o.entry_timeout < 0) {
+		fprintf(stderr, "custodianfs: %s: timeouts must not be negative\n",
+			o.store);
+		goto out_cmdline;
+	}
+	store_real = realpath(o.store, NULL);
+	if (!store_real) {
+		fprintf(stderr, "custodianfs: %s: %s\n", o.store,
+			store_strerror(errno == ENOTDIR ? -ENOENT : -errno));
+		goto out_cmdline;
+	}
+	if (!copts.foreground) {
+		ret = daemon_fork(&notify_fd);
+		if (ret < 0) {
+			fprintf(stderr, "custodianfs: %s: fork: %s\n", o.store,
+				strerror(-ret));
+			goto out_real;
+		}
+	}
+
+	if (crypt_init() != 0) {
+		fprintf(stderr, "custodianfs: %s: cannot initialise libsodium\n",
+			o.store);
+		goto out_notify;
+	}
+	no_core_dumps();
+	raise_fd_limit();
+	ret = store_open(o.store, o.readonly, &st);
+	if (ret < 0) {
+		fprintf(stderr, "custodianfs: %s: %s\n", o.store, store_strerror(ret));
+		goto out_notify;
+	}
+	ret = unlock_store(st, &o, &why);
+	if (ret < 0) {
+		fprintf(stderr, "custodianfs: %s: %s\n", o.store,
+			why ? why : store_strerror(ret));
+		goto out_store;
+	}
+
+	cfg = (struct ops_config){
+		.attr_timeout = o.attr_timeout,
+		.entry_timeout = o.entry_timeout,
+		.writeback = o.writeback,
+		.debug = copts.debug,
+	};
+	ret = ops_fs_init(&fs, st, &cfg);
+	if (ret < 0) {
+		fprintf(stderr, "custodianfs: %s: %s\n", o.store, store_strerror(ret));
+		goto out_store;
+	}
+	if (add_mount_options(&args, store_real) != 0) {
+		fprintf(stderr, "custodianfs: %s: %s\n", o.store, strerror(ENOMEM));
+		goto out_fs;
+	}
+	se = fuse_session_new(&args, &ops_lowlevel, sizeof(ops_lowlevel), &fs);
+	if (!se) {
+		fprintf(stderr, "custodianfs: %s: %s\n", o.store,
+			setup_error[0] ? setup_error : "cannot create the FUSE session");
+		goto out_fs;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		fprintf(stderr, "custodianfs: %s: cannot install signal handlers\n",
+			o.store);
+		goto out_session;
+	}
+	if (fuse_session_mount(se, copts.mountpoint) != 0) {
+		fprintf(stderr, "custodianfs: %s: %s\n", o.store,
+			setup_error[0] ? setup_error : "cannot mount");
+		goto out_signals;
+	}
+
+	/* Mounted: from here on, errors are logged, never exit()ed. */
+	if (notify_fd >= 0) {
+		daemon_ready(notify_fd);
+		notify_fd = -1;
+	} else {
+		log_mode = CFS_LOG_STDERR;
+		(void)chdir("/");
+	}
+	if (copts.singlethread) {
+		ret = fuse_session_loop(se);
+	} else {
+		lcfg = fuse_loop_cfg_create();
+		if (!lcfg) {
+			fuse_log(FUSE_LOG_ERR, "custodianfs: out of memory\n");
+			ret = -ENOMEM;
+		} else {
+			fuse_loop_cfg_set_clone_fd(lcfg, 1);
+			fuse_loop_cfg_set_idle_threads(lcfg,
+						       copts.max_idle_threads == UINT_MAX
+							       ? CFS_IDLE_THREADS
+							       : copts.max_idle_threads);
+			fuse_loop_cfg_set_max_threads(lcfg,
+						      copts.max_threads == CFS_MIN_THREADS
+							      ? default_max_threads()
+							      : copts.max_threads);
+			ret = fuse_session_loop_mt(se, lcfg);
+			fuse_loop_cfg_destroy(lcfg);
+		}
+	}
+	/* A signal number means SIGTERM/SIGINT/SIGHUP: a clean unmount. */
+	status = ret < 0 ? 1 : 0;
+	if (ret < 0)
+		fuse_log(FUSE_LOG_ERR, "custodianfs: session loop failed: %s\n",
+			 strerror(-ret));
+
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_fs:
+	ops_fs_destroy(&fs);
+out_store:
+	store_close(st);
+out_notify:
+	if (notify_fd >= 0)
+		close(notify_fd); /* EOF: the parent reports our exit status */
+out_real:
+	free(store_real);
+out_cmdline:
+	free(copts.mountpoint);
+out_args:
+	fuse_opt_free_args(&args);
+	free(o.store);
+	free(o.passfile);
+	free(o.extpass);
+	free(o.keyfile);
+	if (log_mode == CFS_LOG_SYSLOG)
+		closelog();
+	return status;
+}
