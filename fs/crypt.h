@@ -18,18 +18,18 @@
 
 #include "errs.h"
 
-#define CRYPT_KEY_BYTES 32       /* every symmetric key */
-#define CRYPT_FILE_ID_BYTES 32   /* random id in each file header */
-#define CRYPT_NONCE_BYTES 24     /* XChaCha20-Poly1305 nonce */
-#define CRYPT_TAG_BYTES 16       /* Poly1305 tag */
+#define CRYPT_KEY_BYTES 32     /* every symmetric key */
+#define CRYPT_FILE_ID_BYTES 32 /* random id in each file header */
+#define CRYPT_NONCE_BYTES 24   /* XChaCha20-Poly1305 nonce */
+#define CRYPT_TAG_BYTES 16     /* Poly1305 tag */
 #define CRYPT_AEAD_OVERHEAD (CRYPT_NONCE_BYTES + CRYPT_TAG_BYTES)
-#define CRYPT_BLOCK_PLAIN 4096   /* plaintext bytes per content block */
+#define CRYPT_BLOCK_PLAIN 4096 /* plaintext bytes per content block */
 #define CRYPT_BLOCK_CIPHER (CRYPT_BLOCK_PLAIN + CRYPT_AEAD_OVERHEAD)
-#define CRYPT_SIV_BYTES 16       /* synthetic IV prepended to a name */
-#define CRYPT_DIRIV_BYTES 16     /* per-directory name IV */
-#define CRYPT_HASH_BYTES 32      /* keyed BLAKE2b output used as an id */
-#define CRYPT_MAC_BYTES 32       /* keyed BLAKE2b output used as a MAC */
-#define CRYPT_SALT_BYTES 16      /* Argon2id salt */
+#define CRYPT_SIV_BYTES 16   /* synthetic IV prepended to a name */
+#define CRYPT_DIRIV_BYTES 16 /* per-directory name IV */
+#define CRYPT_HASH_BYTES 32  /* keyed BLAKE2b output used as an id */
+#define CRYPT_MAC_BYTES 32   /* keyed BLAKE2b output used as a MAC */
+#define CRYPT_SALT_BYTES 16  /* Argon2id salt */
 #define CRYPT_KDF_CONTEXT_BYTES 8
 
 /* Must run once before anything else; 0 or -EIO. */

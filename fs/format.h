@@ -48,22 +48,20 @@
 #define FORMAT_FLAG_WORM 0x0001 /* committed write-once (retention) */
 
 struct format_header {
-	uint16_t version;                        /* FORMAT_VERSION */
-	uint16_t flags;                          /* FORMAT_FLAG_* */
-	uint8_t file_id[CRYPT_FILE_ID_BYTES];    /* random, binds blocks */
-	int64_t birth_us;                        /* record creation, UTC us */
-	int64_t keep_until_us;                   /* retention lock, 0 = none */
+	uint16_t version;                     /* FORMAT_VERSION */
+	uint16_t flags;                       /* FORMAT_FLAG_* */
+	uint8_t file_id[CRYPT_FILE_ID_BYTES]; /* random, binds blocks */
+	int64_t birth_us;                     /* record creation, UTC us */
+	int64_t keep_until_us;                /* retention lock, 0 = none */
 };
 
 /* Serialises and MACs a header.  Returns 0. */
-int format_header_encode(uint8_t out[FORMAT_HEADER_BYTES],
-			 const struct format_header *h,
+int format_header_encode(uint8_t out[FORMAT_HEADER_BYTES], const struct format_header *h,
 			 const struct keyring *ring) MUST_CHECK;
 
 /* Parses and authenticates.  -EIO on bad magic, unknown version or bad
  * MAC. */
-int format_header_decode(const uint8_t in[FORMAT_HEADER_BYTES],
-			 struct format_header *h,
+int format_header_decode(const uint8_t in[FORMAT_HEADER_BYTES], struct format_header *h,
 			 const struct keyring *ring) MUST_CHECK;
 
 /* Size conversions; format_plain_size returns -EIO for impossible sizes. */
@@ -72,10 +70,10 @@ off_t format_cipher_size(off_t plain_size);
 
 /* An open ciphertext file. */
 struct format_file {
-	int fd;                          /* backing fd, O_RDWR or O_RDONLY */
-	const struct keyring *ring;      /* owning keyring (volume or subject) */
-	bool have_header;                /* false while the file is 0 bytes */
-	struct format_header hdr;        /* valid when have_header */
+	int fd;                     /* backing fd, O_RDWR or O_RDONLY */
+	const struct keyring *ring; /* owning keyring (volume or subject) */
+	bool have_header;           /* false while the file is 0 bytes */
+	struct format_header hdr;   /* valid when have_header */
 };
 
 /* Writes a fresh header to an empty backing file (new record). */

@@ -80,14 +80,13 @@ int keys_unlock_keyfile(struct catalog *cat, const uint8_t *data, size_t len,
 
 /* Adds slots.  *slot_id (may be NULL) gets the new slot's id. */
 int keys_slot_add_passphrase(struct catalog *cat, const struct keys_master *mk,
-			     const char *pass, size_t len,
-			     const struct keys_kdf *kdf, int64_t *slot_id) MUST_CHECK;
+			     const char *pass, size_t len, const struct keys_kdf *kdf,
+			     int64_t *slot_id) MUST_CHECK;
 int keys_slot_add_recovery(struct catalog *cat, const struct keys_master *mk,
 			   char text[KEYS_RECOVERY_TEXT_MAX],
 			   int64_t *slot_id) MUST_CHECK;
 int keys_slot_add_keyfile(struct catalog *cat, const struct keys_master *mk,
-			  const uint8_t *data, size_t len,
-			  int64_t *slot_id) MUST_CHECK;
+			  const uint8_t *data, size_t len, int64_t *slot_id) MUST_CHECK;
 
 /* Removes a slot.  -EBUSY if it is the last slot that can unlock the store,
  * -ENOENT if there is no such slot. */
@@ -101,8 +100,7 @@ int64_t keys_master_slot(const struct keys_master *mk);
 const struct keyring *keys_volume(const struct keys_master *mk);
 
 /* A derived 32-byte key for one purpose. */
-const uint8_t *keys_master_key(const struct keys_master *mk,
-			       enum keys_purpose purpose);
+const uint8_t *keys_master_key(const struct keys_master *mk, enum keys_purpose purpose);
 
 /* Wipes and frees; NULL accepted. */
 void keys_master_free(struct keys_master *mk);
@@ -116,11 +114,11 @@ void keys_ring_free(struct keyring *ring);
 /* Subject keys: a fresh random subject key, wrapped under KEYS_SUBJECT_WRAP
  * with `ad` (the subject's hash) as associated data; and the inverse.
  * -EIO if the wrapped key does not authenticate. */
-int keys_subject_new(const struct keys_master *mk, const uint8_t *ad,
-		     size_t adlen, uint8_t wrapped[KEYS_WRAPPED_BYTES],
+int keys_subject_new(const struct keys_master *mk, const uint8_t *ad, size_t adlen,
+		     uint8_t wrapped[KEYS_WRAPPED_BYTES],
 		     struct keyring **ring) MUST_CHECK;
-int keys_subject_open(const struct keys_master *mk, const uint8_t *ad,
-		      size_t adlen, const uint8_t wrapped[KEYS_WRAPPED_BYTES],
+int keys_subject_open(const struct keys_master *mk, const uint8_t *ad, size_t adlen,
+		      const uint8_t wrapped[KEYS_WRAPPED_BYTES],
 		      struct keyring **ring) MUST_CHECK;
 
 #endif

@@ -15,7 +15,7 @@
 #include "errs.h"
 #include "keys.h"
 
-#define LINKTARGET_PLAIN_MAX 3000 /* longest symlink target accepted */
+#define LINKTARGET_PLAIN_MAX 3000  /* longest symlink target accepted */
 #define LINKTARGET_STORED_MAX 4096 /* buffer for the stored form, with NUL */
 
 /* -ENAMETOOLONG above LINKTARGET_PLAIN_MAX, -EINVAL if empty. */

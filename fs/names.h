@@ -39,16 +39,15 @@ struct names_enc {
 
 /* Encrypts one name.  -EINVAL for "", ".", "..", or a name containing '/';
  * -ENAMETOOLONG above NAMES_PLAIN_MAX bytes. */
-int names_encrypt(const struct keyring *ring,
-		  const uint8_t diriv[CRYPT_DIRIV_BYTES], const char *plain,
-		  struct names_enc *out) MUST_CHECK;
+int names_encrypt(const struct keyring *ring, const uint8_t diriv[CRYPT_DIRIV_BYTES],
+		  const char *plain, struct names_enc *out) MUST_CHECK;
 
 /* Decrypts a backing entry of directory dirfd (a long name's sidecar is
  * read from dirfd).  -ENOENT for reserved entries (skip silently), -EIO
  * for a name that does not decrypt or a missing/garbled sidecar. */
-int names_decrypt(const struct keyring *ring,
-		  const uint8_t diriv[CRYPT_DIRIV_BYTES], int dirfd,
-		  const char *backing, char out[NAMES_PLAIN_MAX + 1]) MUST_CHECK;
+int names_decrypt(const struct keyring *ring, const uint8_t diriv[CRYPT_DIRIV_BYTES],
+		  int dirfd, const char *backing,
+		  char out[NAMES_PLAIN_MAX + 1]) MUST_CHECK;
 
 /* True for entries that belong to the store, not the user: ".", "..",
  * the IV file and sidecars.  Long-name entries are not reserved. */

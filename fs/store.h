@@ -20,20 +20,19 @@
 #define STORE_FORMAT 1 /* meta "format" */
 
 struct store {
-	char *path;                      /* STORE directory (malloc'd) */
-	int tree_fd;                     /* O_DIRECTORY fd of STORE/tree */
-	struct catalog *cat;             /* open catalogue */
-	struct keys_master *mk;          /* NULL until unlocked */
-	uint8_t id[STORE_ID_BYTES];      /* random store id (meta "store_id") */
-	bool readonly;                   /* opened read-only */
+	char *path;                 /* STORE directory (malloc'd) */
+	int tree_fd;                /* O_DIRECTORY fd of STORE/tree */
+	struct catalog *cat;        /* open catalogue */
+	struct keys_master *mk;     /* NULL until unlocked */
+	uint8_t id[STORE_ID_BYTES]; /* random store id (meta "store_id") */
+	bool readonly;              /* opened read-only */
 };
 
 /* Creates a store at path (the directory may exist but must be empty):
  * catalogue with meta store_id/format/created, a passphrase slot, a
  * recovery slot (its text returned in `recovery`), tree/ with a root IV.
  * -EEXIST if path holds a store, -ENOTEMPTY if it holds anything else. */
-int store_create(const char *path, const struct secret *pass,
-		 const struct keys_kdf *kdf,
+int store_create(const char *path, const struct secret *pass, const struct keys_kdf *kdf,
 		 char recovery[KEYS_RECOVERY_TEXT_MAX]) MUST_CHECK;
 
 /* Opens without unlocking.  -ENOENT if path is not a store, -EIO if

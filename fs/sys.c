@@ -46,7 +46,8 @@ ssize_t sys_pread_full(int fd, void *buf, size_t n, off_t off)
 	size_t done = 0;
 
 	while (done < n) {
-		ssize_t r = sys.pread(fd, (char *)buf + done, n - done, off + (off_t)done);
+		ssize_t r =
+			sys.pread(fd, (char *)buf + done, n - done, off + (off_t)done);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
