@@ -45,13 +45,16 @@ ENGINE_OBJS = $(ENGINE_SRCS:%.c=$(BUILD)/obj/%.o)
 DAEMON_OBJS = $(DAEMON_SRCS:%.c=$(BUILD)/obj/%.o)
 TOOL_OBJS   = $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS   = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Test programs the integration suite drives (exercisers, fault helpers).
+TOOLT_SRCS  = $(wildcard tests/tools/*.c)
+TOOLT_BINS  = $(TOOLT_SRCS:tests/tools/%.c=$(BUILD)/tests/tools/%)
 LIB         = $(BUILD)/libcustodian.a
 
 .PHONY: all deps deps-bench demo demo-stop test check test-unit \
 	test-integration test-asan fuzz fuzz-smoke bench lint install clean \
 	torture
 
-all: $(BUILD)/custodianfs $(BUILD)/custodian
+all: $(BUILD)/custodianfs $(BUILD)/custodian $(TOOLT_BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -71,6 +74,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Itests/unit -o $@ $< $(LIB) $(LDFLAGS) \
 		$(LDLIBS) -lcmocka
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -142,6 +149,14 @@ fuzz-smoke: fuzz
 			tail -50 $(FUZZ_BUILD)/$$n.log; exit 1; fi; \
 		grep -E 'stat::number_of_executed_units' $(FUZZ_BUILD)/$$n.log; \
 	done
+
+# --- torture: the long versions of the reliability tests ---------------------
+# CUSTODIAN_TORTURE=1 makes the reliability tests run their long loops
+# (200+ kills, 10 minutes of load); fuzz targets run FUZZ_SECONDS each.
+torture: all
+	CUSTODIAN_TORTURE=1 CUSTODIAN_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q \
+		-p no:cacheprovider tests/integration -k "reliability or torture" $(PYTEST_ARGS)
+	$(MAKE) fuzz-smoke FUZZ_SECONDS=$${FUZZ_SECONDS:-600}
 
 # --- benchmark --------------------------------------------------------------
 bench: deps-bench
