@@ -94,4 +94,152 @@ void catalog_policy_clear(struct catalog_policy *p);
 /* Path of the database file inside a store directory. */
 #define CATALOG_FILE "custodian.db"
 
+/* --- audit rows (catalog_audit.c; added by the audit engineer) ------------ */
+
+/* Field sizes of an audit row (with the NUL for text). */
+#define CATALOG_AUDIT_OP_MAX 16
+#define CATALOG_AUDIT_GROUPS_MAX 512
+#define CATALOG_AUDIT_COMM_MAX 32
+#define CATALOG_AUDIT_EXE_MAX 1024
+#define CATALOG_AUDIT_DETAIL_MAX 256
+#define CATALOG_AUDIT_SEALED_MAX (4095 + CRYPT_AEAD_OVERHEAD) /* sealed path */
+
+/* Meta key of the chain head committed with each batch: 8-byte big-endian
+ * seq followed by the 32-byte MAC of that record. */
+#define CATALOG_AUDIT_HEAD_KEY "audit_head"
+
+/* One audit record as stored (see fs/audit.h for the meaning). */
+struct catalog_audit_row {
+	int64_t seq;                              /* 1, 2, ... */
+	int64_t ts_us;                            /* UTC microseconds */
+	char op[CATALOG_AUDIT_OP_MAX];            /* operation name */
+	int64_t outcome;                          /* 0 or positive errno */
+	int64_t uid;                              /* caller uid */
+	int64_t gid;                              /* caller gid */
+	char groups[CATALOG_AUDIT_GROUPS_MAX];    /* supplementary gids text */
+	int64_t auid;                             /* login uid */
+	int64_t ses;                              /* session id */
+	int64_t pid;                              /* caller pid */
+	char comm[CATALOG_AUDIT_COMM_MAX];        /* process name */
+	char exe[CATALOG_AUDIT_EXE_MAX];          /* executable path */
+	int has_subject;                          /* subject is set */
+	uint8_t subject[CRYPT_HASH_BYTES];        /* subject hash */
+	size_t path_len;                          /* 0: no path */
+	uint8_t path[CATALOG_AUDIT_SEALED_MAX];   /* sealed path */
+	size_t path2_len;                         /* 0: no second path */
+	uint8_t path2[CATALOG_AUDIT_SEALED_MAX];  /* sealed second path */
+	int64_t flags;                            /* open flags */
+	int64_t bytes;                            /* bytes read/written */
+	int64_t count;                            /* read/write calls */
+	int64_t ref;                              /* seq of the matching open */
+	char detail[CATALOG_AUDIT_DETAIL_MAX];    /* short text, no names */
+	uint8_t prev[CRYPT_MAC_BYTES];            /* MAC of record seq-1 */
+	uint8_t mac[CRYPT_MAC_BYTES];             /* this record's MAC */
+};
+
+/* Inserts one row (inside the caller's transaction, if any).  -EEXIST if
+ * the seq is taken, -EINVAL if a field is out of range. */
+int catalog_audit_insert(struct catalog *cat, const struct catalog_audit_row *r) MUST_CHECK;
+
+/* Highest seq in the table and its MAC; *seq = 0 (mac zeroed) if empty. */
+int catalog_audit_last(struct catalog *cat, int64_t *seq,
+		       uint8_t mac[CRYPT_MAC_BYTES]) MUST_CHECK;
+
+/* Which rows a query returns (all conditions must hold), by seq. */
+struct catalog_audit_filter {
+	int64_t after_seq;      /* seq > after_seq */
+	const uint8_t *subject; /* CRYPT_HASH_BYTES, or NULL for any */
+	int64_t uid;            /* -1 for any */
+	int64_t since_us;       /* ts_us >= since_us (INT64_MIN: any) */
+	int64_t until_us;       /* ts_us <= until_us (INT64_MAX: any) */
+	const char *op;         /* NULL for any */
+	int denied;             /* only outcome != 0 */
+};
+
+/* Initialises a filter that matches every row. */
+void catalog_audit_filter_all(struct catalog_audit_filter *f);
+
+/* A running query (opaque); rows come in seq order. */
+struct catalog_audit_iter;
+
+int catalog_audit_query(struct catalog *cat, const struct catalog_audit_filter *f,
+			struct catalog_audit_iter **out) MUST_CHECK;
+/* 1 and *r filled, 0 at the end, -EIO if a row is damaged. */
+int catalog_audit_next(struct catalog_audit_iter *it, struct catalog_audit_row *r) MUST_CHECK;
+void catalog_audit_iter_free(struct catalog_audit_iter *it);
+
+
+/* --- subjects (catalog_subjects.c; added by the subjects module) --------- */
+
+/* Largest sealed fields of a subject row (plaintext + AEAD overhead). */
+#define CATALOG_SUBJECT_ID_CT_MAX (255 + CRYPT_AEAD_OVERHEAD)
+#define CATALOG_SUBJECT_PARENT_CT_MAX (4096 + CRYPT_AEAD_OVERHEAD)
+#define CATALOG_SUBJECT_REASON_CT_MAX (1024 + CRYPT_AEAD_OVERHEAD)
+
+/* One data subject.  Nothing here is readable without keys: the id, the
+ * reasons and the parent path are sealed by the caller (subjects.c). */
+struct catalog_subject {
+	uint8_t hash[CRYPT_HASH_BYTES];                 /* keyed hash of the id (key) */
+	int restricted;                                 /* processing restricted */
+	int held;                                       /* legal hold */
+	int shredded;                                   /* key destroyed */
+	int has_key;                                    /* wrapped is valid */
+	uint8_t wrapped[KEYS_WRAPPED_BYTES];            /* subject key, wrapped */
+	size_t id_ct_len;                               /* 0 = none (shredded) */
+	uint8_t id_ct[CATALOG_SUBJECT_ID_CT_MAX];       /* id, sealed by the subject */
+	size_t parent_ct_len;                           /* 0 = none */
+	uint8_t parent_ct[CATALOG_SUBJECT_PARENT_CT_MAX]; /* parent path, sealed by
+							   the volume */
+	size_t restrict_ct_len;                         /* 0 = none */
+	uint8_t restrict_ct[CATALOG_SUBJECT_REASON_CT_MAX]; /* restriction reason */
+	size_t hold_ct_len;                             /* 0 = none */
+	uint8_t hold_ct[CATALOG_SUBJECT_REASON_CT_MAX]; /* hold reason */
+	int64_t created_us;                             /* UTC microseconds */
+	int64_t last_write_us;                          /* UTC microseconds */
+	uint8_t mac[CRYPT_MAC_BYTES];                   /* caller's MAC over the row
+							   (all but last_write_us) */
+};
+
+/* -ENOENT if no row has that hash. */
+int catalog_subject_get(struct catalog *cat, const uint8_t hash[CRYPT_HASH_BYTES],
+			struct catalog_subject *out) MUST_CHECK;
+/* Inserts or replaces the whole row (secure_delete zeroes what it
+ * replaces). */
+int catalog_subject_put(struct catalog *cat, const struct catalog_subject *s) MUST_CHECK;
+/* last_write_us = max(last_write_us, us).  -ENOENT if no such row. */
+int catalog_subject_touch(struct catalog *cat, const uint8_t hash[CRYPT_HASH_BYTES],
+			  int64_t us) MUST_CHECK;
+/* Every subject hash, in hash order; *out malloc'd (free()), *n may be 0. */
+int catalog_subject_hashes(struct catalog *cat, uint8_t (**out)[CRYPT_HASH_BYTES],
+			   size_t *n) MUST_CHECK;
+
+/* One erasure ledger entry (append-only). */
+struct catalog_erasure {
+	int64_t seq;                      /* 1, 2, ... assigned on add */
+	uint8_t hash[CRYPT_HASH_BYTES];   /* subject hash */
+	uint8_t key_fp[CRYPT_HASH_BYTES]; /* fingerprint of the destroyed wrapped key */
+	int64_t shredded_us;              /* UTC microseconds */
+	char reason[1024];                /* why (never names the subject) */
+	char operator_[64];               /* who ran it */
+	int64_t files;                    /* files destroyed */
+	int64_t bytes;                    /* plaintext bytes destroyed */
+	int64_t audit_seq;                /* audit chain position, 0 = none */
+	uint8_t mac[CRYPT_MAC_BYTES];     /* caller's MAC (the certificate MAC) */
+};
+
+/* Appends (e->seq is set; e->mac as given).  Use inside a transaction with
+ * catalog_erasure_set_mac when the MAC covers the seq. */
+int catalog_erasure_add(struct catalog *cat, struct catalog_erasure *e) MUST_CHECK;
+int catalog_erasure_set_mac(struct catalog *cat, int64_t seq,
+			    const uint8_t mac[CRYPT_MAC_BYTES]) MUST_CHECK;
+/* -ENOENT if no such entry. */
+int catalog_erasure_get(struct catalog *cat, int64_t seq,
+			struct catalog_erasure *out) MUST_CHECK;
+/* Every entry in seq order; *out malloc'd (free()), *n may be 0. */
+int catalog_erasure_list(struct catalog *cat, struct catalog_erasure **out,
+			 size_t *n) MUST_CHECK;
+/* 0 if an entry with this key fingerprint exists, -ENOENT if not. */
+int catalog_erasure_find_key(struct catalog *cat,
+			     const uint8_t key_fp[CRYPT_HASH_BYTES]) MUST_CHECK;
+
 #endif

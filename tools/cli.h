@@ -25,6 +25,13 @@ int cmd_passwd(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_subjects(int argc, char **argv);
+int cmd_shred(int argc, char **argv);
+int cmd_restrict(int argc, char **argv);
+int cmd_unrestrict(int argc, char **argv);
+int cmd_hold(int argc, char **argv);
+int cmd_release(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* How a verb unlocks the store: exactly one source may be set; with none,
  * the passphrase is read from the terminal. */

@@ -28,6 +28,13 @@ static const struct verb verbs[] = {
 	{"status", cmd_status, "show a store's id, slots, mount and size"},
 	{"fsck", cmd_fsck, "check every name and block of a store (read-only)"},
 	{"policy", cmd_policy, "apply, show or check the access policy"},
+	{"subjects", cmd_subjects, "list data subjects; export/apply the erasure ledger"},
+	{"shred", cmd_shred, "erase one data subject for good (erasure certificate)"},
+	{"restrict", cmd_restrict, "restrict processing of a data subject"},
+	{"unrestrict", cmd_unrestrict, "lift a restriction of processing"},
+	{"hold", cmd_hold, "place a data subject on legal hold"},
+	{"release", cmd_release, "release a legal hold"},
+	{"audit", cmd_audit, "show, verify or print the head of the audit log"},
 };
 
 static void usage(FILE *f)

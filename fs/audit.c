@@ -1,0 +1,1341 @@
+/*
+ * audit.c — the audit log: record encoding, the chain, the journal, the
+ * writer thread, replay after a crash, verification (see audit.h).
+ *
+ * Owns the one canonical encoding of a record (the MAC input, also the
+ * journal body; byte for byte in docs/audit.md), the lock discipline that
+ * keeps the chain linear (seq, MAC and the journal write happen under one
+ * short mutex; sealing paths and reading /proc happen outside it), and the
+ * rule that the journal is truncated only when everything in it is
+ * committed to the catalogue.  It never stores a plaintext path: paths are
+ * sealed before the record is encoded.
+ */
+#include "audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "store.h"
+#include "sys.h"
+
+/* Journal entry: magic | u32 n | prev | encoding (n bytes) | mac. */
+#define J_MAGIC "CAJ1"
+#define J_HDR 8
+#define J_OVERHEAD (J_HDR + 2 * CRYPT_MAC_BYTES)
+#define ENC_VERSION 1
+/* Offsets of the two fields patched under the lock (after the version). */
+#define ENC_SEQ_OFF 1
+#define ENC_TS_OFF 9
+/* Upper bound of an encoding: version, 12 integers, 9 length prefixes and
+ * the largest fields. */
+#define ENC_MAX                                                                          \
+	(1 + 12 * 8 + 9 * 4 + CATALOG_AUDIT_OP_MAX + CATALOG_AUDIT_GROUPS_MAX +          \
+	 CATALOG_AUDIT_COMM_MAX + CATALOG_AUDIT_EXE_MAX + CRYPT_HASH_BYTES +             \
+	 2 * CATALOG_AUDIT_SEALED_MAX + CATALOG_AUDIT_DETAIL_MAX)
+#define LEN_ABSENT 0xffffffffu
+/* Above this many journal bytes the writer empties the journal even while
+ * records keep arriving (a short stall of appenders, once per few MiB). */
+#define AUDIT_JOURNAL_MAX (4u << 20)
+#define PATH_AD "custodian audit path"
+#define RETRY_MS 200
+#define WHO_SLOTS 256 /* direct-mapped by pid */
+#define WHO_SHARDS 16 /* locks over the slots */
+
+/* One cached caller. */
+struct who_slot {
+	int64_t filled_us;  /* when it was read; 0 = empty */
+	struct audit_who w; /* as read (uid/gid ignored) */
+};
+
+/* One journaled record waiting for the writer. */
+struct item {
+	struct item *next; /* queue order = seq order */
+	uint64_t seq;      /* its seq */
+	size_t len;        /* bytes in entry */
+	uint8_t entry[];   /* the journal entry as written */
+};
+
+struct audit {
+	struct store *st;                     /* the store (owned by the caller) */
+	struct audit_options opt;             /* as opened */
+	const uint8_t *key;                   /* audit MAC key (in the master's memory) */
+	const struct keyring *volume;         /* default ring for paths */
+	int jfd;                              /* journal, flock'd LOCK_EX */
+	struct catalog *wcat;                 /* the writer's own connection */
+	pthread_t writer;                     /* moves records into the catalogue */
+	bool writer_started;                  /* writer must be joined */
+	pthread_mutex_t lock;                 /* guards everything below */
+	pthread_cond_t work_cv;               /* writer: queue non-empty, stop, flush */
+	pthread_cond_t done_cv;               /* commits and syncs done */
+	uint64_t seq;                         /* last appended */
+	uint8_t mac[CRYPT_MAC_BYTES];         /* its MAC */
+	off_t jsize;                          /* journal bytes */
+	struct item *qhead, *qtail;           /* journaled, not yet committed */
+	uint64_t committed;                   /* last seq in the catalogue */
+	uint64_t synced;                      /* last seq known on stable storage */
+	bool syncing;                         /* an appender is in fdatasync */
+	unsigned flushing;                    /* audit_flush callers waiting */
+	int werr;                             /* writer's last error, 0 after success */
+	bool broken;                          /* journal state unknown: refuse appends */
+	bool stop;                            /* audit_close asked the writer to end */
+	pthread_mutex_t who_lock[WHO_SHARDS]; /* guard who[] by slot % shards */
+	struct who_slot who[WHO_SLOTS];       /* audit_who_cached entries */
+};
+
+int audit_option(struct audit_options *o, const char *key, const char *val)
+{
+	if (strcmp(key, "audit_sync") == 0) {
+		if (val && strcmp(val, "normal") == 0)
+			o->sync = AUDIT_SYNC_NORMAL;
+		else if (val && strcmp(val, "full") == 0)
+			o->sync = AUDIT_SYNC_FULL;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	if (strcmp(key, "audit_syslog") == 0) {
+		if (!val || strcmp(val, "yes") == 0 || strcmp(val, "1") == 0)
+			o->syslog = true;
+		else if (strcmp(val, "no") == 0 || strcmp(val, "0") == 0)
+			o->syslog = false;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	if (strcmp(key, "audit_batch_ms") == 0) {
+		char *end;
+		unsigned long v;
+
+		if (!val || *val < '0' || *val > '9')
+			return -EINVAL;
+		errno = 0;
+		v = strtoul(val, &end, 10);
+		if (errno || *end || v < 1 || v > 10000)
+			return -EINVAL;
+		o->batch_ms = (unsigned)v;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* --- who ------------------------------------------------------------------- */
+
+/* Reads a small /proc file into buf (NUL-terminated); length or -1. */
+static ssize_t read_small(int dirfd, const char *name, char *buf, size_t cap)
+{
+	ssize_t n, got = 0;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while ((size_t)got < cap - 1) {
+		n = read(fd, buf + got, cap - 1 - (size_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += n;
+	}
+	close(fd);
+	buf[got] = 0;
+	return got;
+}
+
+static uint32_t parse_id(const char *s)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || v > UINT32_MAX)
+		return AUDIT_UNSET;
+	return (uint32_t)v;
+}
+
+/* "Groups:\t4 24 27 \n" -> "4,24,27"; cut at a comma with ",..." if long. */
+static void parse_groups(const char *status, char *out, size_t cap)
+{
+	const char *p = strstr(status, "\nGroups:");
+	size_t o = 0;
+
+	out[0] = 0;
+	if (!p)
+		return;
+	p += 8;
+	while (*p && *p != '\n') {
+		size_t n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		n = strspn(p, "0123456789");
+		if (n == 0)
+			break;
+		if (o + (o ? 1 : 0) + n + 4 >= cap) {
+			/* Room is kept for the marker. */
+			memcpy(out + o, ",...", 5);
+			return;
+		}
+		if (o)
+			out[o++] = ',';
+		memcpy(out + o, p, n);
+		o += n;
+		out[o] = 0;
+		p += n;
+	}
+}
+
+void audit_who(pid_t pid, uid_t uid, gid_t gid, struct audit_who *w)
+{
+	char path[32], buf[4096];
+	ssize_t n;
+	int dfd;
+
+	memset(w, 0, sizeof(*w));
+	w->uid = (uint32_t)uid;
+	w->gid = (uint32_t)gid;
+	w->auid = AUDIT_UNSET;
+	w->ses = AUDIT_UNSET;
+	w->pid = (int32_t)pid;
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	/* One directory fd: every file below comes from the same process,
+	 * even if its pid is reused meanwhile. */
+	dfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return;
+	if (read_small(dfd, "status", buf, sizeof(buf)) > 0)
+		parse_groups(buf, w->groups, sizeof(w->groups));
+	if (read_small(dfd, "loginuid", buf, 32) > 0)
+		w->auid = parse_id(buf);
+	if (read_small(dfd, "sessionid", buf, 32) > 0)
+		w->ses = parse_id(buf);
+	n = read_small(dfd, "comm", buf, sizeof(w->comm));
+	if (n > 0) {
+		buf[strcspn(buf, "\n")] = 0;
+		memcpy(w->comm, buf, strlen(buf) + 1);
+	}
+	n = readlinkat(dfd, "exe", buf, sizeof(w->exe) - 1);
+	if (n > 0) {
+		memcpy(w->exe, buf, (size_t)n);
+		w->exe[n] = 0;
+	}
+	close(dfd);
+}
+
+void audit_who_cached(struct audit *a, pid_t pid, uid_t uid, gid_t gid,
+		      struct audit_who *w)
+{
+	size_t i = (size_t)pid % WHO_SLOTS;
+	pthread_mutex_t *l = &a->who_lock[i % WHO_SHARDS];
+	struct who_slot *s = &a->who[i];
+	char path[32], exe[CATALOG_AUDIT_EXE_MAX];
+	int64_t now = clock_now_us();
+	ssize_t n;
+	bool hit;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = 0;
+	pthread_mutex_lock(l);
+	hit = n > 0 && s->filled_us && s->w.pid == (int32_t)pid &&
+	      now - s->filled_us < AUDIT_WHO_TTL_MS * 1000LL && now >= s->filled_us &&
+	      strcmp(s->w.exe, exe) == 0;
+	if (hit)
+		*w = s->w;
+	pthread_mutex_unlock(l);
+	if (hit) {
+		w->uid = (uint32_t)uid;
+		w->gid = (uint32_t)gid;
+		return;
+	}
+	audit_who(pid, uid, gid, w);
+	if (!w->exe[0])
+		return; /* gone: nothing worth keeping */
+	pthread_mutex_lock(l);
+	s->w = *w;
+	s->filled_us = now;
+	pthread_mutex_unlock(l);
+}
+
+void audit_who_self(struct audit_who *w)
+{
+	audit_who(getpid(), geteuid(), getegid(), w);
+}
+
+void audit_subject_hash(const struct keys_master *mk, const char *id,
+			uint8_t out[CRYPT_HASH_BYTES])
+{
+	crypt_hash(out, CRYPT_HASH_BYTES, keys_master_key(mk, KEYS_SUBJECT_HASH), id,
+		   strlen(id));
+}
+
+/* --- encoding --------------------------------------------------------------- */
+
+/* Appends to a buffer of ENC_MAX bytes. */
+struct enc {
+	uint8_t *p; /* buffer */
+	size_t n;   /* bytes used */
+};
+
+static void put_u64(struct enc *e, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--)
+		e->p[e->n++] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u32(struct enc *e, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--)
+		e->p[e->n++] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_bytes(struct enc *e, const void *b, size_t len, bool present)
+{
+	if (!present) {
+		put_u32(e, LEN_ABSENT);
+		return;
+	}
+	put_u32(e, (uint32_t)len);
+	if (len)
+		memcpy(e->p + e->n, b, len);
+	e->n += len;
+}
+
+static void put_str(struct enc *e, const char *s)
+{
+	put_bytes(e, s, strlen(s), true);
+}
+
+/* Fields out of range for the encoding (the catalogue checks the rest). */
+static int row_encodable(const struct catalog_audit_row *r)
+{
+	return r->seq >= 1 && r->outcome >= 0 && r->uid >= 0 && r->gid >= 0 &&
+	       r->auid >= 0 && r->ses >= 0 && r->pid >= 0 && r->flags >= 0 &&
+	       r->bytes >= 0 && r->count >= 0 && r->ref >= 0 && r->op[0] &&
+	       memchr(r->op, 0, sizeof(r->op)) &&
+	       memchr(r->groups, 0, sizeof(r->groups)) &&
+	       memchr(r->comm, 0, sizeof(r->comm)) && memchr(r->exe, 0, sizeof(r->exe)) &&
+	       memchr(r->detail, 0, sizeof(r->detail)) &&
+	       r->path_len <= sizeof(r->path) && r->path2_len <= sizeof(r->path2);
+}
+
+/* The canonical encoding of every field but prev and mac. */
+static size_t encode(const struct catalog_audit_row *r, uint8_t *buf)
+{
+	struct enc e = {buf, 0};
+
+	e.p[e.n++] = ENC_VERSION;
+	put_u64(&e, (uint64_t)r->seq);
+	put_u64(&e, (uint64_t)r->ts_us);
+	put_str(&e, r->op);
+	put_u64(&e, (uint64_t)r->outcome);
+	put_u64(&e, (uint64_t)r->uid);
+	put_u64(&e, (uint64_t)r->gid);
+	put_str(&e, r->groups);
+	put_u64(&e, (uint64_t)r->auid);
+	put_u64(&e, (uint64_t)r->ses);
+	put_u64(&e, (uint64_t)r->pid);
+	put_str(&e, r->comm);
+	put_str(&e, r->exe);
+	put_bytes(&e, r->subject, sizeof(r->subject), r->has_subject);
+	put_bytes(&e, r->path, r->path_len, r->path_len > 0);
+	put_bytes(&e, r->path2, r->path2_len, r->path2_len > 0);
+	put_u64(&e, (uint64_t)r->flags);
+	put_u64(&e, (uint64_t)r->bytes);
+	put_u64(&e, (uint64_t)r->count);
+	put_u64(&e, (uint64_t)r->ref);
+	put_str(&e, r->detail);
+	return e.n;
+}
+
+/* Reads from an encoding; any overrun or bad field sets err. */
+struct dec {
+	const uint8_t *p; /* encoding */
+	size_t n, off;    /* its length, read position */
+	int err;          /* -EIO once anything failed */
+};
+
+static uint64_t get_u64(struct dec *d)
+{
+	uint64_t v = 0;
+
+	if (d->n - d->off < 8) {
+		d->err = -EIO;
+		return 0;
+	}
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | d->p[d->off++];
+	return v;
+}
+
+static int64_t get_i64(struct dec *d, bool signed_ok)
+{
+	uint64_t v = get_u64(d);
+
+	if (!signed_ok && v > INT64_MAX)
+		d->err = -EIO;
+	return (int64_t)v;
+}
+
+/* Length-prefixed field into out[cap]; *len = bytes, -1 if absent. */
+static void get_bytes(struct dec *d, void *out, size_t cap, ssize_t *len)
+{
+	uint32_t v = 0;
+
+	*len = -1;
+	if (d->n - d->off < 4) {
+		d->err = -EIO;
+		return;
+	}
+	for (int i = 0; i < 4; i++)
+		v = v << 8 | d->p[d->off++];
+	if (v == LEN_ABSENT)
+		return;
+	if (v > cap || d->n - d->off < v) {
+		d->err = -EIO;
+		return;
+	}
+	memcpy(out, d->p + d->off, v);
+	d->off += v;
+	*len = (ssize_t)v;
+}
+
+static void get_str(struct dec *d, char *out, size_t cap)
+{
+	ssize_t len;
+
+	get_bytes(d, out, cap - 1, &len);
+	if (len < 0 || memchr(out, 0, (size_t)len)) {
+		d->err = -EIO;
+		out[0] = 0;
+		return;
+	}
+	out[len] = 0;
+}
+
+static int decode(const uint8_t *buf, size_t n, struct catalog_audit_row *r)
+{
+	struct dec d = {buf, n, 0, 0};
+	ssize_t len;
+
+	memset(r, 0, sizeof(*r));
+	if (n < 1 || buf[0] != ENC_VERSION)
+		return -EIO;
+	d.off = 1;
+	r->seq = get_i64(&d, false);
+	r->ts_us = get_i64(&d, true);
+	get_str(&d, r->op, sizeof(r->op));
+	r->outcome = get_i64(&d, false);
+	r->uid = get_i64(&d, false);
+	r->gid = get_i64(&d, false);
+	get_str(&d, r->groups, sizeof(r->groups));
+	r->auid = get_i64(&d, false);
+	r->ses = get_i64(&d, false);
+	r->pid = get_i64(&d, false);
+	get_str(&d, r->comm, sizeof(r->comm));
+	get_str(&d, r->exe, sizeof(r->exe));
+	get_bytes(&d, r->subject, sizeof(r->subject), &len);
+	if (len >= 0 && len != CRYPT_HASH_BYTES)
+		d.err = -EIO;
+	r->has_subject = len >= 0;
+	get_bytes(&d, r->path, sizeof(r->path), &len);
+	if (len == 0)
+		d.err = -EIO;
+	r->path_len = len > 0 ? (size_t)len : 0;
+	get_bytes(&d, r->path2, sizeof(r->path2), &len);
+	if (len == 0)
+		d.err = -EIO;
+	r->path2_len = len > 0 ? (size_t)len : 0;
+	r->flags = get_i64(&d, false);
+	r->bytes = get_i64(&d, false);
+	r->count = get_i64(&d, false);
+	r->ref = get_i64(&d, false);
+	get_str(&d, r->detail, sizeof(r->detail));
+	if (d.err || d.off != n || !r->op[0] || r->seq < 1)
+		return -EIO;
+	return 0;
+}
+
+int audit_row_mac(const uint8_t key[CRYPT_KEY_BYTES], const uint8_t prev[CRYPT_MAC_BYTES],
+		  const struct catalog_audit_row *r, uint8_t mac[CRYPT_MAC_BYTES])
+{
+	uint8_t *buf;
+	size_t n;
+
+	if (!row_encodable(r))
+		return -EINVAL;
+	buf = malloc(ENC_MAX);
+	if (!buf)
+		return -ENOMEM;
+	n = encode(r, buf);
+	crypt_hash2(mac, CRYPT_MAC_BYTES, key, prev, CRYPT_MAC_BYTES, buf, n);
+	free(buf);
+	return 0;
+}
+
+static void be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--)
+		*p++ = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Decodes a journal entry (already framed: entry holds exactly one) into r
+ * with prev and mac, and checks its MAC.  -EIO if anything is off. */
+static int entry_decode(const uint8_t *key, const uint8_t *entry, size_t len,
+			struct catalog_audit_row *r)
+{
+	uint8_t mac[CRYPT_MAC_BYTES];
+	size_t n;
+	int rc;
+
+	if (len < J_OVERHEAD || memcmp(entry, J_MAGIC, 4) != 0)
+		return -EIO;
+	n = rd32(entry + 4);
+	if (n != len - J_OVERHEAD)
+		return -EIO;
+	rc = decode(entry + J_HDR + CRYPT_MAC_BYTES, n, r);
+	if (rc)
+		return rc;
+	memcpy(r->prev, entry + J_HDR, CRYPT_MAC_BYTES);
+	memcpy(r->mac, entry + J_HDR + CRYPT_MAC_BYTES + n, CRYPT_MAC_BYTES);
+	crypt_hash2(mac, sizeof(mac), key, r->prev, CRYPT_MAC_BYTES,
+		    entry + J_HDR + CRYPT_MAC_BYTES, n);
+	return crypt_equal(mac, r->mac, sizeof(mac)) ? 0 : -EIO;
+}
+
+/* --- catalogue side ---------------------------------------------------------- */
+
+static int put_head(struct catalog *cat, uint64_t seq, const uint8_t mac[CRYPT_MAC_BYTES])
+{
+	uint8_t v[8 + CRYPT_MAC_BYTES];
+
+	be64(v, seq);
+	memcpy(v + 8, mac, CRYPT_MAC_BYTES);
+	return catalog_meta_put(cat, CATALOG_AUDIT_HEAD_KEY, v, sizeof(v));
+}
+
+/* meta audit_head; seq 0 if absent, -EIO if malformed. */
+static int get_head(struct catalog *cat, uint64_t *seq, uint8_t mac[CRYPT_MAC_BYTES])
+{
+	uint8_t v[8 + CRYPT_MAC_BYTES];
+	size_t len = 0;
+	int rc = catalog_meta_get(cat, CATALOG_AUDIT_HEAD_KEY, v, sizeof(v), &len);
+
+	*seq = 0;
+	memset(mac, 0, CRYPT_MAC_BYTES);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == -ENOSPC || (rc == 0 && len != sizeof(v)))
+		return -EIO;
+	if (rc)
+		return rc;
+	*seq = rd64(v);
+	memcpy(mac, v + 8, CRYPT_MAC_BYTES);
+	return *seq > INT64_MAX ? -EIO : 0;
+}
+
+/* Commits a list of journaled records in one transaction. */
+static int commit_items(struct audit *a, struct item *it)
+{
+	struct catalog_audit_row *r = malloc(sizeof(*r));
+	const struct item *last = NULL;
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	rc = catalog_begin(a->wcat);
+	if (rc)
+		goto out;
+	for (; it; it = it->next) {
+		rc = entry_decode(a->key, it->entry, it->len, r);
+		if (!rc)
+			rc = catalog_audit_insert(a->wcat, r);
+		if (rc)
+			break;
+		last = it;
+	}
+	if (!rc && last)
+		rc = put_head(a->wcat, r->seq, r->mac);
+	if (!rc)
+		rc = catalog_commit(a->wcat);
+	if (rc)
+		catalog_rollback(a->wcat);
+out:
+	free(r);
+	return rc;
+}
+
+static void free_items(struct item *it)
+{
+	while (it) {
+		struct item *next = it->next;
+
+		free(it);
+		it = next;
+	}
+}
+
+static uint64_t last_seq(const struct item *it)
+{
+	uint64_t s = 0;
+
+	for (; it; it = it->next)
+		s = it->seq;
+	return s;
+}
+
+/* With the lock held, after a successful commit: empties the journal when
+ * everything in it is in the catalogue.  If records keep arriving and the
+ * journal has grown large, commits the rest here, holding appenders off
+ * for one transaction. */
+static void maybe_truncate(struct audit *a)
+{
+	if (a->jsize == 0)
+		return;
+	if (a->qhead && a->jsize > (off_t)AUDIT_JOURNAL_MAX) {
+		if (commit_items(a, a->qhead) != 0)
+			return;
+		a->committed = last_seq(a->qhead);
+		free_items(a->qhead);
+		a->qhead = a->qtail = NULL;
+	}
+	if (a->qhead)
+		return;
+	if (sys.ftruncate(a->jfd, 0) == 0)
+		a->jsize = 0;
+}
+
+static void deadline_in(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct audit *a = arg;
+	struct item *batch;
+	struct timespec dl;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->qhead && !a->stop)
+			pthread_cond_wait(&a->work_cv, &a->lock);
+		if (!a->qhead)
+			break;
+		/* Let a batch gather, unless someone is waiting for it. */
+		deadline_in(&dl, a->opt.batch_ms);
+		while (!a->stop && !a->flushing &&
+		       pthread_cond_timedwait(&a->work_cv, &a->lock, &dl) == 0)
+			;
+		batch = a->qhead;
+		a->qhead = a->qtail = NULL;
+		pthread_mutex_unlock(&a->lock);
+		rc = commit_items(a, batch);
+		pthread_mutex_lock(&a->lock);
+		if (rc) {
+			/* Back in front: the journal still holds them. */
+			struct item *t = batch;
+
+			while (t->next)
+				t = t->next;
+			t->next = a->qhead;
+			if (!a->qhead)
+				a->qtail = t;
+			a->qhead = batch;
+			a->werr = rc;
+			pthread_cond_broadcast(&a->done_cv);
+			if (a->stop)
+				break;
+			deadline_in(&dl, RETRY_MS);
+			while (!a->stop &&
+			       pthread_cond_timedwait(&a->work_cv, &a->lock, &dl) == 0)
+				;
+			continue;
+		}
+		a->werr = 0;
+		a->committed = last_seq(batch);
+		free_items(batch);
+		if (a->synced < a->committed)
+			a->synced = a->committed;
+		maybe_truncate(a);
+		pthread_cond_broadcast(&a->done_cv);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* --- replay -------------------------------------------------------------------- */
+
+/* Where the chain continues: the newest of the last row and the committed
+ * head.  A head beyond the last row means rows were removed; the chain
+ * continues after the head so the gap stays visible to verify. */
+static int chain_start(struct catalog *cat, uint64_t *seq, uint8_t mac[CRYPT_MAC_BYTES])
+{
+	uint8_t hmac[CRYPT_MAC_BYTES];
+	uint64_t hseq;
+	int64_t last;
+	int rc;
+
+	rc = catalog_audit_last(cat, &last, mac);
+	if (!rc)
+		rc = get_head(cat, &hseq, hmac);
+	if (rc)
+		return rc;
+	*seq = (uint64_t)last;
+	if (hseq > *seq) {
+		*seq = hseq;
+		memcpy(mac, hmac, CRYPT_MAC_BYTES);
+	}
+	return 0;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* Reads the whole journal (it is small: the writer empties it). */
+static int read_journal(int fd, uint8_t **buf, size_t *len)
+{
+	struct stat sb;
+	ssize_t n;
+
+	*buf = NULL;
+	*len = 0;
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	if (sb.st_size == 0)
+		return 0;
+	*buf = malloc((size_t)sb.st_size);
+	if (!*buf)
+		return -ENOMEM;
+	n = sys_pread_full(fd, *buf, (size_t)sb.st_size, 0);
+	if (n < 0) {
+		free(*buf);
+		*buf = NULL;
+		return (int)n;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Length of the complete entry at p (n bytes left): > 0, 0 if the rest is
+ * a torn write (incomplete entry or zeros), -EIO if it is not an entry. */
+static ssize_t entry_len(const uint8_t *p, size_t n)
+{
+	size_t len;
+
+	if (n < J_HDR) {
+		/* A prefix of the magic, or zeros, is a torn header. */
+		return memcmp(p, J_MAGIC, n) == 0 || all_zero(p, n) ? 0 : -EIO;
+	}
+	if (memcmp(p, J_MAGIC, 4) != 0)
+		return all_zero(p, n) ? 0 : -EIO;
+	len = (size_t)rd32(p + 4);
+	if (len > ENC_MAX)
+		return -EIO;
+	len += J_OVERHEAD;
+	return len > n ? 0 : (ssize_t)len;
+}
+
+/* Moves journaled records the catalogue does not have yet into it. */
+static int replay(struct audit *a)
+{
+	struct catalog_audit_row *r = NULL;
+	uint8_t *buf = NULL;
+	size_t len, off = 0;
+	bool tx = false;
+	ssize_t el;
+	int rc;
+
+	rc = read_journal(a->jfd, &buf, &len);
+	if (rc || len == 0)
+		goto out;
+	r = malloc(sizeof(*r));
+	if (!r) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	while (off < len) {
+		el = entry_len(buf + off, len - off);
+		if (el < 0) {
+			rc = -EBADMSG;
+			goto out;
+		}
+		if (el == 0)
+			break; /* torn: its operation never returned */
+		if (entry_decode(a->key, buf + off, (size_t)el, r) != 0) {
+			rc = -EBADMSG;
+			goto out;
+		}
+		off += (size_t)el;
+		if ((uint64_t)r->seq <= a->seq)
+			continue; /* committed before the crash */
+		if ((uint64_t)r->seq != a->seq + 1 ||
+		    !crypt_equal(r->prev, a->mac, CRYPT_MAC_BYTES)) {
+			rc = -EBADMSG;
+			goto out;
+		}
+		if (!tx) {
+			rc = catalog_begin(a->wcat);
+			if (rc)
+				goto out;
+			tx = true;
+		}
+		rc = catalog_audit_insert(a->wcat, r);
+		if (rc)
+			goto out;
+		a->seq = (uint64_t)r->seq;
+		memcpy(a->mac, r->mac, CRYPT_MAC_BYTES);
+	}
+	if (tx) {
+		rc = put_head(a->wcat, a->seq, a->mac);
+		if (!rc)
+			rc = catalog_commit(a->wcat);
+		tx = false;
+		if (rc)
+			goto out;
+	}
+	rc = sys.ftruncate(a->jfd, 0) < 0 ? -errno : 0;
+out:
+	if (tx)
+		catalog_rollback(a->wcat);
+	free(r);
+	free(buf);
+	return rc;
+}
+
+/* --- open / append / close ------------------------------------------------------- */
+
+static char *store_file(const struct store *st, const char *name)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%s", st->path, name) < 0)
+		return NULL;
+	return p;
+}
+
+int audit_open(struct store *st, const struct audit_options *o, struct audit **out)
+{
+	struct audit *a = NULL;
+	char *jpath = NULL, *dbpath = NULL;
+	bool locks = false;
+	int rc;
+
+	*out = NULL;
+	if (!st || !st->mk)
+		return -EINVAL;
+	if (st->readonly)
+		return -EROFS;
+	a = calloc(1, sizeof(*a));
+	jpath = store_file(st, AUDIT_JOURNAL_FILE);
+	dbpath = store_file(st, CATALOG_FILE);
+	if (!a || !jpath || !dbpath) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	a->st = st;
+	a->jfd = -1;
+	if (o)
+		a->opt = *o;
+	if (!a->opt.batch_ms)
+		a->opt.batch_ms = AUDIT_BATCH_MS_DEFAULT;
+	a->key = keys_master_key(st->mk, KEYS_AUDIT);
+	a->volume = keys_volume(st->mk);
+	a->jfd = sys.openat(AT_FDCWD, jpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+	if (a->jfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (flock(a->jfd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		goto out;
+	}
+	rc = catalog_open(dbpath, 0, &a->wcat);
+	if (rc)
+		goto out;
+	rc = chain_start(a->wcat, &a->seq, a->mac);
+	if (!rc)
+		rc = replay(a);
+	if (rc)
+		goto out;
+	a->committed = a->synced = a->seq;
+	{
+		pthread_condattr_t ca;
+
+		/* Timed waits measure intervals: immune to clock steps. */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		/* These cannot fail on Linux with default attributes. */
+		pthread_mutex_init(&a->lock, NULL);
+		pthread_cond_init(&a->work_cv, &ca);
+		pthread_cond_init(&a->done_cv, &ca);
+		pthread_condattr_destroy(&ca);
+		for (int i = 0; i < WHO_SHARDS; i++)
+			pthread_mutex_init(&a->who_lock[i], NULL);
+		locks = true;
+	}
+	rc = -pthread_create(&a->writer, NULL, writer_main, a);
+	if (rc)
+		goto out;
+	a->writer_started = true;
+	if (a->opt.syslog)
+		openlog("custodian", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
+out:
+	free(jpath);
+	free(dbpath);
+	if (rc && a) {
+		if (locks) {
+			for (int i = 0; i < WHO_SHARDS; i++)
+				pthread_mutex_destroy(&a->who_lock[i]);
+			pthread_mutex_destroy(&a->lock);
+			pthread_cond_destroy(&a->work_cv);
+			pthread_cond_destroy(&a->done_cv);
+		}
+		catalog_close(a->wcat);
+		if (a->jfd >= 0)
+			close(a->jfd);
+		free(a);
+		return rc;
+	}
+	*out = a;
+	return 0;
+}
+
+/* Seals a path into out (len + overhead bytes). */
+static int seal_path(const struct keyring *ring, const char *path, uint8_t *out,
+		     size_t *len)
+{
+	size_t n = strlen(path);
+	int rc;
+
+	if (n > AUDIT_PATH_MAX)
+		return -ENAMETOOLONG;
+	rc = crypt_block_seal(out, (const uint8_t *)path, n, ring->path,
+			      (const uint8_t *)PATH_AD, sizeof(PATH_AD) - 1);
+	if (rc)
+		return rc;
+	*len = n + CRYPT_AEAD_OVERHEAD;
+	return 0;
+}
+
+int audit_path_open(const struct keyring *ring, const uint8_t *sealed, size_t len,
+		    char *buf, size_t cap)
+{
+	int rc;
+
+	if (len < CRYPT_AEAD_OVERHEAD || len > CATALOG_AUDIT_SEALED_MAX)
+		return -EIO;
+	if (len - CRYPT_AEAD_OVERHEAD >= cap)
+		return -ENAMETOOLONG;
+	rc = crypt_block_open((uint8_t *)buf, sealed, len, ring->path,
+			      (const uint8_t *)PATH_AD, sizeof(PATH_AD) - 1);
+	if (rc)
+		return rc;
+	buf[len - CRYPT_AEAD_OVERHEAD] = 0;
+	return 0;
+}
+
+/* Copies a C string into a row field; -EINVAL if it does not fit. */
+static int copy_field(char *dst, size_t cap, const char *src)
+{
+	size_t n = src ? strlen(src) : 0;
+
+	if (n >= cap)
+		return -EINVAL;
+	memcpy(dst, src ? src : "", n + 1);
+	return 0;
+}
+
+/* Fills a row from an event (seq, ts, prev and mac come later). */
+static int fill_row(struct audit *a, const struct audit_event *ev,
+		    struct catalog_audit_row *r)
+{
+	const struct keyring *ring = ev->ring ? ev->ring : a->volume;
+	const struct audit_who *w = ev->who;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (!ev->op || !ev->op[0] || ev->outcome < 0 || !w || ev->flags > INT64_MAX ||
+	    ev->bytes > INT64_MAX || ev->count > INT64_MAX || ev->ref > INT64_MAX ||
+	    w->pid < 0)
+		return -EINVAL;
+	r->seq = 1; /* placeholder, patched under the lock */
+	rc = copy_field(r->op, sizeof(r->op), ev->op);
+	if (!rc)
+		rc = copy_field(r->detail, sizeof(r->detail), ev->detail);
+	if (!rc)
+		rc = copy_field(r->groups, sizeof(r->groups), w->groups);
+	if (!rc)
+		rc = copy_field(r->comm, sizeof(r->comm), w->comm);
+	if (!rc)
+		rc = copy_field(r->exe, sizeof(r->exe), w->exe);
+	if (rc)
+		return rc;
+	r->outcome = ev->outcome;
+	r->uid = w->uid;
+	r->gid = w->gid;
+	r->auid = w->auid;
+	r->ses = w->ses;
+	r->pid = w->pid;
+	r->flags = (int64_t)ev->flags;
+	r->bytes = (int64_t)ev->bytes;
+	r->count = (int64_t)ev->count;
+	r->ref = (int64_t)ev->ref;
+	if (ev->subject) {
+		r->has_subject = 1;
+		memcpy(r->subject, ev->subject, CRYPT_HASH_BYTES);
+	}
+	if (ev->path) {
+		rc = seal_path(ring, ev->path, r->path, &r->path_len);
+		if (rc)
+			return rc == -ENAMETOOLONG ? -EINVAL : rc;
+	}
+	if (ev->path2) {
+		rc = seal_path(ring, ev->path2, r->path2, &r->path2_len);
+		if (rc)
+			return rc == -ENAMETOOLONG ? -EINVAL : rc;
+	}
+	return 0;
+}
+
+/* comm as one syslog token: no spaces, quotes or control characters. */
+static void token(char *out, size_t cap, const char *in)
+{
+	size_t i;
+
+	for (i = 0; in[i] && i + 1 < cap; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		out[i] = (c <= ' ' || c >= 0x7f || c == '"' || c == '=' || c == '\\')
+				 ? '?'
+				 : (char)c;
+	}
+	out[i] = 0;
+}
+
+static void forward(const struct catalog_audit_row *r)
+{
+	char subj[2 * CRYPT_HASH_BYTES + 1] = "-", comm[CATALOG_AUDIT_COMM_MAX];
+
+	if (r->has_subject)
+		crypt_hex(subj, r->subject, CRYPT_HASH_BYTES);
+	token(comm, sizeof(comm), r->comm);
+	syslog(LOG_INFO,
+	       "audit seq=%" PRId64 " op=%s outcome=%" PRId64 " uid=%" PRId64
+	       " auid=%" PRId64 " pid=%" PRId64 " comm=%s subject=%s",
+	       r->seq, r->op, r->outcome, r->uid, r->auid, r->pid, comm[0] ? comm : "-",
+	       subj);
+}
+
+/* With the lock held: waits until `seq` is on stable storage; the first
+ * waiter syncs for everyone who appended before it started. */
+static int group_sync(struct audit *a, uint64_t seq)
+{
+	uint64_t target;
+	int rc = 0;
+
+	while (a->synced < seq) {
+		if (a->syncing) {
+			pthread_cond_wait(&a->done_cv, &a->lock);
+			continue;
+		}
+		a->syncing = true;
+		target = a->seq;
+		pthread_mutex_unlock(&a->lock);
+		rc = sys.fdatasync(a->jfd) < 0 ? -errno : 0;
+		pthread_mutex_lock(&a->lock);
+		a->syncing = false;
+		if (!rc && a->synced < target)
+			a->synced = target;
+		pthread_cond_broadcast(&a->done_cv);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+int audit_append(struct audit *a, const struct audit_event *ev, uint64_t *seq)
+{
+	struct catalog_audit_row *r = malloc(sizeof(*r));
+	struct item *it = NULL;
+	uint8_t *enc;
+	uint64_t myseq = 0;
+	ssize_t w;
+	size_t n;
+	bool wake;
+	int rc;
+
+	if (!r)
+		return -ENOMEM;
+	rc = fill_row(a, ev, r);
+	if (rc)
+		goto out;
+	it = malloc(sizeof(*it) + J_OVERHEAD + ENC_MAX);
+	if (!it) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	enc = it->entry + J_HDR + CRYPT_MAC_BYTES;
+	n = encode(r, enc);
+	memcpy(it->entry, J_MAGIC, 4);
+	it->entry[4] = (uint8_t)(n >> 24);
+	it->entry[5] = (uint8_t)(n >> 16);
+	it->entry[6] = (uint8_t)(n >> 8);
+	it->entry[7] = (uint8_t)n;
+	it->len = n + J_OVERHEAD;
+	it->next = NULL;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->broken) {
+		rc = -EIO;
+		goto unlock;
+	}
+	/* seq, time and prev are fixed here so the chain is in seq order
+	 * and time never goes backwards along it by more than clock steps. */
+	r->seq = (int64_t)(a->seq + 1);
+	r->ts_us = clock_now_us();
+	be64(enc + ENC_SEQ_OFF, (uint64_t)r->seq);
+	be64(enc + ENC_TS_OFF, (uint64_t)r->ts_us);
+	memcpy(it->entry + J_HDR, a->mac, CRYPT_MAC_BYTES);
+	crypt_hash2(it->entry + J_HDR + CRYPT_MAC_BYTES + n, CRYPT_MAC_BYTES, a->key,
+		    a->mac, CRYPT_MAC_BYTES, enc, n);
+	w = sys_pwrite_full(a->jfd, it->entry, it->len, a->jsize);
+	if (w < 0 || (size_t)w != it->len) {
+		rc = w < 0 ? (int)w : -EIO;
+		/* A partial entry would hide every later one from replay. */
+		if (sys.ftruncate(a->jfd, a->jsize) < 0)
+			a->broken = true;
+		goto unlock;
+	}
+	a->jsize += (off_t)it->len;
+	a->seq = (uint64_t)r->seq;
+	memcpy(a->mac, it->entry + J_HDR + CRYPT_MAC_BYTES + n, CRYPT_MAC_BYTES);
+	it->seq = a->seq;
+	myseq = a->seq;
+	wake = a->qhead == NULL;
+	if (a->qtail)
+		a->qtail->next = it;
+	else
+		a->qhead = it;
+	a->qtail = it;
+	it = NULL;
+	if (wake)
+		pthread_cond_signal(&a->work_cv);
+	if (a->opt.sync == AUDIT_SYNC_FULL)
+		rc = group_sync(a, myseq);
+unlock:
+	pthread_mutex_unlock(&a->lock);
+	if (!rc && a->opt.syslog)
+		forward(r);
+	if (!rc && seq)
+		*seq = myseq;
+out:
+	free(it);
+	/* The row held sealed paths only, but the event's plaintext never
+	 * entered it; nothing to wipe. */
+	free(r);
+	return rc;
+}
+
+int audit_flush(struct audit *a)
+{
+	uint64_t target;
+	int rc = 0;
+
+	pthread_mutex_lock(&a->lock);
+	target = a->seq;
+	a->flushing++;
+	pthread_cond_signal(&a->work_cv);
+	while (a->committed < target) {
+		if (a->werr) {
+			rc = a->werr;
+			break;
+		}
+		pthread_cond_wait(&a->done_cv, &a->lock);
+	}
+	a->flushing--;
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+void audit_head(struct audit *a, uint64_t *seq, uint8_t mac[CRYPT_MAC_BYTES])
+{
+	pthread_mutex_lock(&a->lock);
+	*seq = a->seq;
+	memcpy(mac, a->mac, CRYPT_MAC_BYTES);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void audit_close(struct audit *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stop = true;
+	pthread_cond_broadcast(&a->work_cv);
+	pthread_mutex_unlock(&a->lock);
+	if (a->writer_started)
+		pthread_join(a->writer, NULL);
+	/* Whatever could not be committed stays in the journal. */
+	free_items(a->qhead);
+	catalog_close(a->wcat);
+	close(a->jfd);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->work_cv);
+	pthread_cond_destroy(&a->done_cv);
+	for (int i = 0; i < WHO_SHARDS; i++)
+		pthread_mutex_destroy(&a->who_lock[i]);
+	free(a);
+}
+
+/* --- verify ---------------------------------------------------------------------- */
+
+int audit_verify(struct catalog *cat, const struct keys_master *mk, const uint8_t *head,
+		 struct audit_report *rep)
+{
+	const uint8_t *key = keys_master_key(mk, KEYS_AUDIT);
+	struct catalog_audit_filter f;
+	struct catalog_audit_iter *it = NULL;
+	struct catalog_audit_row *r = NULL;
+	uint8_t prev[CRYPT_MAC_BYTES] = {0}, mac[CRYPT_MAC_BYTES], hmac[CRYPT_MAC_BYTES];
+	uint64_t expect = 1;
+	bool found = false;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rc = get_head(cat, &rep->meta_seq, hmac);
+	if (rc)
+		return rc;
+	r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	catalog_audit_filter_all(&f);
+	rc = catalog_audit_query(cat, &f, &it);
+	if (rc)
+		goto out;
+	while ((rc = catalog_audit_next(it, r)) == 1) {
+		if (r->seq <= 0 || (uint64_t)r->seq < expect) {
+			/* Cannot happen in seq order unless the row is damaged. */
+			rep->verdict = AUDIT_BAD_MAC;
+			rep->seq = expect;
+			break;
+		}
+		if ((uint64_t)r->seq != expect) {
+			rep->verdict = AUDIT_GAP;
+			rep->seq = expect;
+			break;
+		}
+		if (audit_row_mac(key, prev, r, mac) != 0 ||
+		    !crypt_equal(mac, r->mac, sizeof(mac))) {
+			rep->verdict = AUDIT_BAD_MAC;
+			rep->seq = expect;
+			break;
+		}
+		/* The MAC was computed over the running chain, so a stored
+		 * prev that differs was edited on its own. */
+		if (!crypt_equal(prev, r->prev, sizeof(prev))) {
+			rep->verdict = AUDIT_BAD_PREV;
+			rep->seq = expect;
+			break;
+		}
+		if (head && crypt_equal(head, r->mac, CRYPT_MAC_BYTES))
+			found = true;
+		memcpy(prev, r->mac, sizeof(prev));
+		rep->records++;
+		rep->head_seq = expect;
+		expect++;
+	}
+	if (rc == -EIO && rep->verdict == AUDIT_OK) {
+		/* A row that does not even decode (a field of the wrong type
+		 * or size) was edited outside custodian. */
+		rep->verdict = AUDIT_BAD_MAC;
+		rep->seq = expect;
+		rc = 0;
+	}
+	if (rc < 0)
+		goto out;
+	rc = 0;
+	memcpy(rep->head_mac, prev, sizeof(prev));
+	if (rep->verdict != AUDIT_OK)
+		goto out;
+	if (rep->meta_seq > rep->head_seq) {
+		rep->verdict = AUDIT_TRUNCATED;
+		rep->seq = rep->head_seq + 1;
+	} else if (head && !found) {
+		rep->verdict = AUDIT_HEAD_MISSING;
+	}
+out:
+	catalog_audit_iter_free(it);
+	free(r);
+	return rc;
+}
+
+int audit_journal_peek(const char *store_path, uint64_t *records, bool *locked)
+{
+	uint8_t *buf = NULL;
+	size_t len, off = 0;
+	char *p = NULL;
+	ssize_t el;
+	int fd, rc;
+
+	*records = 0;
+	*locked = false;
+	if (asprintf(&p, "%s/%s", store_path, AUDIT_JOURNAL_FILE) < 0)
+		return -ENOMEM;
+	fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	free(p);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+		*locked = true;
+	rc = read_journal(fd, &buf, &len);
+	while (!rc && off < len) {
+		el = entry_len(buf + off, len - off);
+		if (el <= 0)
+			break;
+		off += (size_t)el;
+		(*records)++;
+	}
+	free(buf);
+	close(fd);
+	return rc;
+}

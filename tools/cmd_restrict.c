@@ -1,0 +1,204 @@
+/*
+ * cmd_restrict.c — `custodian restrict|unrestrict STORE SUBJECT --reason`:
+ * restriction of processing (GDPR art. 18) for one data subject.
+ *
+ * Owns the operator's side of the flag: while it is set, only principals
+ * the policy grants `admin` may read the subject's files (the daemon
+ * enforces it).  The reason of the latest change is kept sealed under the
+ * subject's key; the change is recorded in the audit chain.  Like every
+ * subject change it needs an unmounted store for now (the daemon owns a
+ * mounted one; live changes come with its control channel).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "cli.h"
+#include "subjects.h"
+
+enum {
+	OPT_REASON = CLI_OPT_FIRST_FREE,
+	OPT_HELP,
+};
+
+static const struct option longopts[] = {
+	{"reason", required_argument, NULL, OPT_REASON},
+	{"help", no_argument, NULL, OPT_HELP},
+	CLI_UNLOCK_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+static void usage(FILE *f, const char *verb)
+{
+	fprintf(f,
+		"usage: custodian %s STORE SUBJECT --reason TEXT [unlock options]\n"
+		"\n"
+		"%s processing of data subject SUBJECT: while restricted, only\n"
+		"principals the policy grants `admin` may read its files.\n"
+		"\n"
+		"  --reason TEXT  why (kept, encrypted with the "
+		"subject)\n" CLI_UNLOCK_HELP "  -h, --help     show this help\n",
+		verb,
+		strcmp(verb, "restrict") == 0 ? "Restricts" : "Lifts the restriction of");
+}
+
+/* Undoes the octal escapes (\040 etc.) of a /proc/self/mounts field. */
+static void mounts_unescape(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r != '\0'; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
+		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
+				      (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+/* Is the store at `path` mounted by a custodian daemon? */
+static bool is_mounted(const char *path)
+{
+	char *line = NULL, *save, *src, *type, *real = realpath(path, NULL);
+	size_t cap = 0;
+	bool found = false;
+	FILE *f = real ? fopen("/proc/self/mounts", "re") : NULL;
+
+	while (f && !found && getline(&line, &cap, f) > 0) {
+		src = strtok_r(line, " \t\n", &save);
+		(void)strtok_r(NULL, " \t\n", &save);
+		type = strtok_r(NULL, " \t\n", &save);
+		if (src == NULL || type == NULL ||
+		    strncmp(type, "fuse.custodian", 14) != 0)
+			continue;
+		mounts_unescape(src);
+		found = strcmp(src, real) == 0;
+	}
+	free(line);
+	free(real);
+	if (f)
+		fclose(f);
+	return found;
+}
+
+static int run(int argc, char **argv, const char *verb, bool on)
+{
+	struct cli_unlock how = {0};
+	uint8_t hash[CRYPT_HASH_BYTES];
+	const char *reason = NULL, *path, *id;
+	struct audit *a = NULL;
+	struct store *st = NULL;
+	bool changed = false;
+	int c, err, ret = CLI_FAIL;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (cli_unlock_option(&how, c, optarg))
+			continue;
+		switch (c) {
+		case OPT_REASON:
+			reason = optarg;
+			break;
+		case 'h':
+		case OPT_HELP:
+			usage(stdout, verb);
+			return CLI_OK;
+		case ':':
+			cli_err(verb, "%s needs an argument", argv[optind - 1]);
+			usage(stderr, verb);
+			return CLI_USAGE;
+		default:
+			cli_err(verb, "unknown option %s", argv[optind - 1]);
+			usage(stderr, verb);
+			return CLI_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		cli_err(verb, argc - optind < 2 ? "STORE and SUBJECT are required"
+						: "too many arguments");
+		usage(stderr, verb);
+		return CLI_USAGE;
+	}
+	path = argv[optind];
+	id = argv[optind + 1];
+	if (reason == NULL || reason[0] == '\0') {
+		cli_err(verb, "--reason is required");
+		return CLI_USAGE;
+	}
+	if (strlen(reason) >= SUBJECTS_REASON_MAX) {
+		cli_err(verb, "--reason is longer than %d bytes",
+			SUBJECTS_REASON_MAX - 1);
+		return CLI_USAGE;
+	}
+	if (subjects_id_check(id) < 0) {
+		cli_err(verb, "'%s' is not a subject id (a directory name)", id);
+		return CLI_USAGE;
+	}
+	if (is_mounted(path)) {
+		cli_err(verb,
+			"%s is mounted; unmount it first (live changes come with the "
+			"daemon's control channel)",
+			path);
+		return CLI_FAIL;
+	}
+	if (cli_open_unlocked(verb, path, false, &how, &st) < 0)
+		return CLI_FAIL;
+	err = audit_open(st, NULL, &a);
+	if (err < 0) {
+		cli_err(verb, "%s: %s", path,
+			err == -EBUSY ? "the store is in use (mounted?)"
+				      : store_strerror(err));
+		goto out;
+	}
+	subjects_hash(st->mk, id, hash);
+	err = subjects_set_restricted(st, hash, on, reason, &changed);
+	{
+		struct audit_event ev = {0};
+		struct audit_who who;
+		uint64_t seq;
+
+		audit_who_self(&who);
+		ev.op = verb;
+		ev.outcome = err < 0 ? -err : 0;
+		ev.who = &who;
+		ev.subject = hash;
+		if (audit_append(a, &ev, &seq) < 0 && err == 0)
+			cli_err(verb, "warning: the change could not be audited");
+	}
+	if (err < 0) {
+		cli_err(verb, "%s: %s", id,
+			err == -ENOENT    ? "no such subject"
+			: err == -ENOKEY  ? "the subject is shredded"
+			: err == -EBADMSG ? "the subject's catalogue row was changed "
+					    "outside custodian"
+					  : store_strerror(err));
+		goto out;
+	}
+	if (on)
+		printf("%s: processing restricted%s\n", id, changed ? "" : " (already)");
+	else
+		printf("%s: restriction lifted%s\n", id,
+		       changed ? "" : " (was not restricted)");
+	ret = CLI_OK;
+out:
+	audit_close(a);
+	store_close(st);
+	return ret;
+}
+
+int cmd_restrict(int argc, char **argv)
+{
+	return run(argc, argv, "restrict", true);
+}
+
+int cmd_unrestrict(int argc, char **argv)
+{
+	return run(argc, argv, "unrestrict", false);
+}
