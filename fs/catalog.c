@@ -43,7 +43,7 @@ static const char catalog_core_ddl[] =
  * of each concern file (catalog_audit.c, catalog_subjects.c, ...). */
 static const char *const *const migrations[] = {
 	(const char *const[]){catalog_core_ddl, catalog_audit_ddl, catalog_subjects_ddl,
-			      NULL},
+			      catalog_retention_ddl, NULL},
 };
 
 #define CATALOG_SCHEMA ((int64_t)ARRAY_LEN(migrations))

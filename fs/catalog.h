@@ -242,4 +242,52 @@ int catalog_erasure_list(struct catalog *cat, struct catalog_erasure **out,
 int catalog_erasure_find_key(struct catalog *cat,
 			     const uint8_t key_fp[CRYPT_HASH_BYTES]) MUST_CHECK;
 
+/* --- retention (catalog_retention.c; added by the retention module) ------ */
+
+/* Largest sealed fields of a directory hold (plaintext + AEAD overhead). */
+#define CATALOG_HOLD_PATH_CT_MAX (4096 + CRYPT_AEAD_OVERHEAD)
+#define CATALOG_HOLD_REASON_CT_MAX (1024 + CRYPT_AEAD_OVERHEAD)
+
+/* One directory-level legal hold.  The path and reason are sealed by the
+ * caller (fs/retention.c) under the volume keyring; the row is found by a
+ * keyed hash of the normalised path. */
+struct catalog_hold {
+	uint8_t hash[CRYPT_HASH_BYTES];                   /* keyed hash of the path */
+	size_t path_ct_len;                               /* > 0 */
+	uint8_t path_ct[CATALOG_HOLD_PATH_CT_MAX];        /* sealed path */
+	size_t reason_ct_len;                             /* 0 = none */
+	uint8_t reason_ct[CATALOG_HOLD_REASON_CT_MAX];    /* sealed reason */
+	int64_t created_us;                               /* UTC microseconds */
+	uint8_t mac[CRYPT_MAC_BYTES];                     /* caller's MAC over the row */
+};
+
+/* -ENOENT if no hold has that hash (or the store has no holds table). */
+int catalog_hold_get(struct catalog *cat, const uint8_t hash[CRYPT_HASH_BYTES],
+		     struct catalog_hold *out) MUST_CHECK;
+/* Inserts or replaces.  -EINVAL if a length is out of range. */
+int catalog_hold_put(struct catalog *cat, const struct catalog_hold *h) MUST_CHECK;
+/* -ENOENT if there was no such hold. */
+int catalog_hold_delete(struct catalog *cat,
+			const uint8_t hash[CRYPT_HASH_BYTES]) MUST_CHECK;
+/* Every hold in hash order; *out malloc'd (free()), *n may be 0. */
+int catalog_hold_list(struct catalog *cat, struct catalog_hold **out,
+		      size_t *n) MUST_CHECK;
+
+/* One file erased (or being erased) by a retention sweep. */
+struct catalog_erased {
+	uint8_t file_id[CRYPT_FILE_ID_BYTES]; /* the file's random header id */
+	int64_t erased_us;                    /* compliance time of the erasure */
+	int64_t audit_seq;                    /* audit record of it, 0 = none */
+	int done;                             /* 0: started, 1: ciphertext gone */
+};
+
+/* -ENOENT if that file id was never swept. */
+int catalog_erased_get(struct catalog *cat, const uint8_t file_id[CRYPT_FILE_ID_BYTES],
+		       struct catalog_erased *out) MUST_CHECK;
+/* Inserts or replaces. */
+int catalog_erased_put(struct catalog *cat, const struct catalog_erased *e) MUST_CHECK;
+/* Rows finished (done) and started but not finished (pending). */
+int catalog_erased_count(struct catalog *cat, int64_t *done,
+			 int64_t *pending) MUST_CHECK;
+
 #endif

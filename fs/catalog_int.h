@@ -27,6 +27,7 @@ struct catalog {
 /* Tables of each concern file (SQL, may hold several statements). */
 extern const char catalog_audit_ddl[];
 extern const char catalog_subjects_ddl[];
+extern const char catalog_retention_ddl[];
 
 /* The one mapping of SQLite result codes to -errno. */
 int catalog_errno(sqlite3 *db, int rc);

@@ -30,10 +30,13 @@ struct policy {
 };
 
 static const char *const key_names[POLICY_NKEYS] = {
-	"list",  "read",      "write",      "create",     "delete",
-	"admin", "subject",   "retain_min", "retain_max", "worm",
-	"audit", "read_rate", "purpose",    "categories",
+	"list",    "read",       "write",       "create",     "delete", "admin",
+	"subject", "retain_min", "retain_max",  "worm",       "audit",  "read_rate",
+	"purpose", "categories", "retain_from", "autocommit",
 };
+
+static const char *const retain_from_names[] = {"created", "modified",
+						"subject-inactive"};
 
 static const char *const audit_names[] = {"none", "opens", "reads"};
 
@@ -45,6 +48,11 @@ const char *policy_key_name(int key)
 const char *policy_audit_name(enum policy_audit a)
 {
 	return (unsigned)a < ARRAY_LEN(audit_names) ? audit_names[a] : "?";
+}
+
+const char *policy_retain_from_name(enum policy_retain_from f)
+{
+	return (unsigned)f < ARRAY_LEN(retain_from_names) ? retain_from_names[f] : "?";
 }
 
 /* --- diagnostics --------------------------------------------------------- */
@@ -619,10 +627,26 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	case POLICY_K_WORM:
 		rc = parse_yesno(ps, name, value, &r->worm);
 		break;
+	case POLICY_K_RETAIN_FROM:
+		rc = -EINVAL;
+		for (size_t i = 0; i < ARRAY_LEN(retain_from_names); i++) {
+			if (strcmp(value, retain_from_names[i]) == 0) {
+				r->retain_from = (enum policy_retain_from)i;
+				rc = 0;
+			}
+		}
+		if (rc)
+			perr(ps, ps->lineno,
+			     "retain_from must be 'created', 'modified' or "
+			     "'subject-inactive', not '%.80s'",
+			     value);
+		break;
 	case POLICY_K_RETAIN_MIN:
-	case POLICY_K_RETAIN_MAX: {
-		int64_t *dst =
-			k == POLICY_K_RETAIN_MIN ? &r->retain_min_s : &r->retain_max_s;
+	case POLICY_K_RETAIN_MAX:
+	case POLICY_K_AUTOCOMMIT: {
+		int64_t *dst = k == POLICY_K_RETAIN_MIN   ? &r->retain_min_s
+			       : k == POLICY_K_RETAIN_MAX ? &r->retain_max_s
+							  : &r->autocommit_s;
 
 		if (strcmp(value, "none") == 0) {
 			*dst = 0;
@@ -1087,6 +1111,10 @@ int policy_effective(const struct policy *p, const char *dir,
 		out->purpose = r->purpose;
 	if ((r = out->from[POLICY_K_CATEGORIES]))
 		out->categories = r->categories;
+	if ((r = out->from[POLICY_K_RETAIN_FROM]))
+		out->retain_from = r->retain_from;
+	if ((r = out->from[POLICY_K_AUTOCOMMIT]))
+		out->autocommit_s = r->autocommit_s;
 	return 0;
 }
 

@@ -50,7 +50,16 @@ enum policy_key {
 	POLICY_K_READ_RATE,             /* read_rate = N/UNIT|none */
 	POLICY_K_PURPOSE,               /* purpose = free text */
 	POLICY_K_CATEGORIES,            /* categories = free text */
+	POLICY_K_RETAIN_FROM, /* retain_from = created|modified|subject-inactive */
+	POLICY_K_AUTOCOMMIT,  /* autocommit = DURATION|none (worm idle commit) */
 	POLICY_NKEYS
+};
+
+/* What retain_max counts from (retention issue; docs/retention.md). */
+enum policy_retain_from {
+	POLICY_FROM_CREATED,          /* the record's birth in its header (default) */
+	POLICY_FROM_MODIFIED,         /* the backing file's mtime (weaker: see docs) */
+	POLICY_FROM_SUBJECT_INACTIVE, /* the subject's last write */
 };
 
 enum policy_audit {
@@ -88,23 +97,25 @@ struct policy_comp {
 
 /* One section.  A key is set on the rule iff key_line[key] != 0. */
 struct policy_rule {
-	char *pattern;                      /* normalised, e.g. "/customers/ *" */
-	unsigned line;                      /* line of the [section] header */
-	unsigned key_line[POLICY_NKEYS];    /* line that set each key, 0 = unset */
-	size_t ncomp;                       /* components ("/" has none) */
-	struct policy_comp *comp;           /* ncomp components */
-	unsigned nlit;                      /* literal (non-'*') components */
-	uint64_t litmask;                   /* bit 63-i set iff component i literal */
-	struct policy_acl acl[POLICY_NOPS]; /* permission lists */
-	bool subject;                       /* subject = yes */
-	bool worm;                          /* worm = yes */
-	int64_t retain_min_s;               /* seconds; 0 = none */
-	int64_t retain_max_s;               /* seconds; 0 = none */
-	enum policy_audit audit;            /* audit level */
-	uint32_t rate_count;                /* reads allowed per window; 0 = unlimited */
-	uint32_t rate_window_s;             /* window length in seconds */
-	char *purpose;                      /* free text or NULL */
-	char *categories;                   /* free text or NULL */
+	char *pattern;                       /* normalised, e.g. "/customers/ *" */
+	unsigned line;                       /* line of the [section] header */
+	unsigned key_line[POLICY_NKEYS];     /* line that set each key, 0 = unset */
+	size_t ncomp;                        /* components ("/" has none) */
+	struct policy_comp *comp;            /* ncomp components */
+	unsigned nlit;                       /* literal (non-'*') components */
+	uint64_t litmask;                    /* bit 63-i set iff component i literal */
+	struct policy_acl acl[POLICY_NOPS];  /* permission lists */
+	bool subject;                        /* subject = yes */
+	bool worm;                           /* worm = yes */
+	int64_t retain_min_s;                /* seconds; 0 = none */
+	int64_t retain_max_s;                /* seconds; 0 = none */
+	enum policy_audit audit;             /* audit level */
+	uint32_t rate_count;                 /* reads allowed per window; 0 = unlimited */
+	uint32_t rate_window_s;              /* window length in seconds */
+	char *purpose;                       /* free text or NULL */
+	char *categories;                    /* free text or NULL */
+	enum policy_retain_from retain_from; /* retain_from (added: retention) */
+	int64_t autocommit_s;                /* worm idle commit, seconds; 0 = none */
 };
 
 /* A parsed policy (opaque).  Rules are kept most specific first. */
@@ -178,15 +189,17 @@ int policy_check_traverse(const struct policy *p, const char *dir, uid_t uid,
 struct policy_effective {
 	const struct policy_rule *from[POLICY_NKEYS]; /* rule that supplied each key,
 							 NULL = default */
-	bool subject_root;       /* this directory is a data-subject root */
-	bool worm;               /* default no */
-	int64_t retain_min_s;    /* default 0 = none */
-	int64_t retain_max_s;    /* default 0 = none */
-	enum policy_audit audit; /* default POLICY_AUDIT_OPENS */
-	uint32_t rate_count;     /* default 0 = unlimited */
-	uint32_t rate_window_s;  /* seconds */
-	const char *purpose;     /* NULL if none */
-	const char *categories;  /* NULL if none */
+	bool subject_root;                   /* this directory is a data-subject root */
+	bool worm;                           /* default no */
+	int64_t retain_min_s;                /* default 0 = none */
+	int64_t retain_max_s;                /* default 0 = none */
+	enum policy_audit audit;             /* default POLICY_AUDIT_OPENS */
+	uint32_t rate_count;                 /* default 0 = unlimited */
+	uint32_t rate_window_s;              /* seconds */
+	const char *purpose;                 /* NULL if none */
+	const char *categories;              /* NULL if none */
+	enum policy_retain_from retain_from; /* default POLICY_FROM_CREATED */
+	int64_t autocommit_s;                /* default 0 = none */
 };
 
 /* Fills *out for directory `dir` (as for policy_check).  0 or -EINVAL.
@@ -220,6 +233,8 @@ const struct policy_rule *policy_rule_at(const struct policy *p, size_t i);
  * "reads". */
 const char *policy_key_name(int key);
 const char *policy_audit_name(enum policy_audit a);
+/* "created", "modified", "subject-inactive" (added: retention). */
+const char *policy_retain_from_name(enum policy_retain_from f);
 
 /* Value parsers, exposed for tools and tests.  Durations: one or more
  * NUMBER UNIT terms, units h, d, w, mo, y (1y = 365.25d, 1mo = 1y/12),

@@ -32,6 +32,8 @@ int cmd_unrestrict(int argc, char **argv);
 int cmd_hold(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_retention(int argc, char **argv); /* cmd_retention.c: report|sweep */
+int cmd_report(int argc, char **argv);    /* cmd_report.c: register of processing */
 
 /* How a verb unlocks the store: exactly one source may be set; with none,
  * the passphrase is read from the terminal. */

@@ -35,6 +35,8 @@ static const struct verb verbs[] = {
 	{"hold", cmd_hold, "place a data subject on legal hold"},
 	{"release", cmd_release, "release a legal hold"},
 	{"audit", cmd_audit, "show, verify or print the head of the audit log"},
+	{"retention", cmd_retention, "report what is kept and due; sweep what is due"},
+	{"report", cmd_report, "register of processing for the DPO (Markdown/HTML)"},
 };
 
 static void usage(FILE *f)

@@ -815,6 +815,58 @@ static void test_effective_and_subjects(void **state)
 	policy_free(p);
 }
 
+/* retain_from and autocommit (added by the retention module): values,
+ * errors, inheritance and defaults. */
+static void test_retention_keys(void **state)
+{
+	struct policy *p;
+	struct policy_effective e;
+
+	(void)state;
+	expect_error("[/a]\nretain_from = birth\n", 2,
+		     "retain_from must be 'created', 'modified' or 'subject-inactive', "
+		     "not 'birth'");
+	expect_error("[/a]\nretain_from =\n", 2, "empty value for 'retain_from'");
+	expect_error("[/a]\nautocommit = 5m\n", 2,
+		     "autocommit: ambiguous unit 'm' in duration '5m': write 'mo' for "
+		     "months");
+	expect_error("[/a]\nautocommit = 0h\n", 2,
+		     "autocommit: duration '0h' must be greater than zero (write 'none' "
+		     "for no limit)");
+	expect_error("[/a]\nretain_from = created\nretain_from = modified\n", 3,
+		     "duplicate key 'retain_from' in [/a] (first at line 2)");
+
+	p = load("[/a]\nretain_max = 1y\nretain_from = subject-inactive\n"
+		 "worm = yes\nautocommit = 2h\n"
+		 "[/a/b]\nretain_from = modified\nautocommit = none\n"
+		 "[/c]\nretain_from = created\n");
+	assert_int_equal(policy_effective(p, "/a/x", &e), 0);
+	assert_int_equal(e.retain_from, POLICY_FROM_SUBJECT_INACTIVE);
+	assert_int_equal(e.autocommit_s, 7200);
+	assert_string_equal(e.from[POLICY_K_RETAIN_FROM]->pattern, "/a");
+	assert_int_equal(policy_effective(p, "/a/b/c", &e), 0);
+	assert_int_equal(e.retain_from, POLICY_FROM_MODIFIED);
+	assert_int_equal(e.autocommit_s, 0);
+	assert_non_null(e.from[POLICY_K_AUTOCOMMIT]);
+	assert_int_equal(e.retain_max_s, 31557600LL);
+	assert_int_equal(policy_effective(p, "/c", &e), 0);
+	assert_int_equal(e.retain_from, POLICY_FROM_CREATED);
+	assert_non_null(e.from[POLICY_K_RETAIN_FROM]);
+	assert_int_equal(policy_effective(p, "/elsewhere", &e), 0);
+	assert_int_equal(e.retain_from, POLICY_FROM_CREATED);
+	assert_null(e.from[POLICY_K_RETAIN_FROM]);
+	assert_int_equal(e.autocommit_s, 0);
+	policy_free(p);
+
+	assert_string_equal(policy_key_name(POLICY_K_RETAIN_FROM), "retain_from");
+	assert_string_equal(policy_key_name(POLICY_K_AUTOCOMMIT), "autocommit");
+	assert_string_equal(policy_key_name(POLICY_NKEYS), "?");
+	assert_string_equal(policy_retain_from_name(POLICY_FROM_SUBJECT_INACTIVE),
+			    "subject-inactive");
+	assert_string_equal(policy_retain_from_name(POLICY_FROM_CREATED), "created");
+	assert_string_equal(policy_retain_from_name((enum policy_retain_from)9), "?");
+}
+
 static void test_resolve(void **state)
 {
 	struct policy *p;
@@ -1109,6 +1161,7 @@ int main(void)
 		cmocka_unit_test(test_inheritance_and_star),
 		cmocka_unit_test(test_groups_default_root),
 		cmocka_unit_test(test_effective_and_subjects),
+		cmocka_unit_test(test_retention_keys),
 		cmocka_unit_test(test_resolve),
 		cmocka_unit_test(test_example_policy),
 		cmocka_unit_test(test_timing),
