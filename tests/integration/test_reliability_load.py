@@ -141,7 +141,8 @@ def test_reliability_fio_verify(mounted):
     loops = U.scaled(1, 20)
     r = helpers.run(["fio", "--name=verify", f"--directory={d}", f"--size={size}",
                      "--bs=4k", "--rw=randwrite", "--verify=crc32c", "--do_verify=1",
-                     "--verify_fatal=1", "--ioengine=psync", "--numjobs=2",
+                     "--verify_fatal=1", "--verify_state_save=0", "--ioengine=psync",
+                     "--numjobs=2",
                      f"--loops={loops}", "--group_reporting"], check=False, timeout=1800)
     assert r.returncode == 0 and "err= 0" in r.out, f"fio:\n{r.out}\n{r.err}"
     assert "verify:" not in r.err.lower() or "bad" not in r.err.lower(), r.err
