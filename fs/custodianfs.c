@@ -13,6 +13,10 @@
  * ready, so `custodianfs ... && ls MNT` works, and exits with the child's
  * status if it fails.  Once mounted the daemon never exit()s: it unmounts,
  * wipes the keys and unwinds.
+ *
+ * Also owns the daemon's side of the control channel (control.h): the
+ * verbs the admin tool may send a running daemon, e.g. "policy-reload"
+ * after `custodian policy apply`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +34,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "crypt.h"
 #include "ops.h"
 #include "secret.h"
@@ -50,6 +55,7 @@ struct cfs_opts {
 	double attr_timeout;  /* -o attr_timeout= */
 	double entry_timeout; /* -o entry_timeout= */
 	int readonly;         /* -o ro (also passed on to the mount) */
+	int no_allow_other;   /* -o noallow_other: only the mounting user */
 };
 
 enum {
@@ -76,6 +82,7 @@ static const struct fuse_opt cfs_opt_spec[] = {
 	CFS_OPT("no_writeback", writeback, 0),
 	CFS_OPT("attr_timeout=%lf", attr_timeout, 0),
 	CFS_OPT("entry_timeout=%lf", entry_timeout, 0),
+	CFS_OPT("noallow_other", no_allow_other, 1),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_END,
@@ -94,6 +101,7 @@ enum cfs_log_mode {
 
 static enum cfs_log_mode log_mode = CFS_LOG_SETUP; /* main thread only,
 						      before the loop starts */
+static bool log_debug;                             /* -d: keep debug messages */
 static char setup_error[256];                      /* first error while setting up */
 static bool setup_error_done;                      /* setup_error holds a whole line */
 
@@ -121,6 +129,10 @@ static void cfs_log(enum fuse_log_level level, const char *fmt, va_list ap)
 	char msg[1024];
 	size_t len;
 
+	/* Debug messages may carry plaintext paths (policy denials): only
+	 * with -d. */
+	if (level >= FUSE_LOG_DEBUG && !log_debug)
+		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (log_mode == CFS_LOG_SETUP && level <= FUSE_LOG_ERR) {
 		setup_error_add(msg);
@@ -171,8 +183,20 @@ static void usage(const char *prog)
 	       "    -o ro                  mount read-only; the store is opened "
 	       "read-only\n"
 	       "                           (default: read-write)\n"
+	       "    -o allow_other         let every user reach the mount (default: "
+	       "on when\n"
+	       "                           run as root, so agents can use it; the "
+	       "policy and\n"
+	       "                           mode bits decide what they may do)\n"
+	       "    -o noallow_other       only the mounting user may use the mount\n"
 	       "    always set: -o default_permissions,fsname=<realpath of STORE>,"
 	       "subtype=custodian\n"
+	       "\n"
+	       "A policy applied to the store (custodian policy apply) is enforced "
+	       "from the\n"
+	       "mount on, and a new version from the next operation after apply "
+	       "returns\n"
+	       "(through STORE/control.sock).  See docs/daemon.md.\n"
 	       "\n"
 	       "General options:\n"
 	       "    -h, --help             print this help and exit\n"
@@ -219,8 +243,10 @@ static int cfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *
 	}
 }
 
-/* Adds the options every custodian mount has. */
-static int add_mount_options(struct fuse_args *args, const char *store_real)
+/* Adds the options every custodian mount has (and allow_other for root
+ * unless turned off). */
+static int add_mount_options(struct fuse_args *args, const char *store_real,
+			     bool allow_other)
 {
 	char *opts = NULL, *fsname = NULL;
 	int ret = -1;
@@ -232,6 +258,8 @@ static int add_mount_options(struct fuse_args *args, const char *store_real)
 	if (fuse_opt_add_opt(&opts, "default_permissions") != 0 ||
 	    fuse_opt_add_opt(&opts, "subtype=custodian") != 0 ||
 	    fuse_opt_add_opt_escaped(&opts, fsname) != 0)
+		goto out;
+	if (allow_other && fuse_opt_add_opt(&opts, "allow_other") != 0)
 		goto out;
 	if (fuse_opt_add_arg(args, "-o") != 0 || fuse_opt_add_arg(args, opts) != 0)
 		goto out;
@@ -368,9 +396,10 @@ static void no_core_dumps(void)
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-/* Every node the kernel holds keeps an O_PATH fd open, so a tree of many
- * files needs far more descriptors than the usual soft limit: take the
- * system maximum if allowed (root), else the hard limit. */
+/* Directories the kernel holds keep an O_PATH fd open (files do not), and
+ * every open file is a descriptor, so a busy share needs more than the
+ * usual soft limit of 1024: take the system maximum if allowed, else the
+ * hard limit.  Running out is not fatal: the request gets EMFILE. */
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -402,6 +431,70 @@ static unsigned default_max_threads(void)
 	return t < CFS_MIN_THREADS ? CFS_MIN_THREADS : t;
 }
 
+/* ---- control channel ------------------------------------------------------ */
+
+/* "policy-reload": put the newest stored policy in force now. */
+static int ctl_policy_reload(void *ctx, const char *args, char *reply, size_t cap)
+{
+	struct ops_fs *fs = ctx;
+	int ret;
+
+	(void)args;
+	ret = ops_policy_reload(fs, reply, cap);
+	/* -ENOENT would read as "no daemon" to the client. */
+	if (ret == -ENOENT)
+		ret = atomic_load(&fs->pol_on) ? -ENODATA : 0;
+	fuse_log(ret < 0 ? FUSE_LOG_ERR : FUSE_LOG_INFO,
+		 "custodianfs: policy reload: %s\n", reply);
+	return ret;
+}
+
+/* Loads the stored policy at mount; prints the one-line failure. */
+static int load_policy(struct ops_fs *fs, const char *store)
+{
+	char msg[512];
+	int ret = ops_policy_reload(fs, msg, sizeof(msg));
+
+	if (ret == 0 || ret == -ENOENT)
+		return 0;
+	fprintf(stderr, "custodianfs: %s: %s\n", store, msg);
+	return ret;
+}
+
+/* Creates STORE/control.sock; prints the one-line failure. */
+static int start_control(struct control **out, struct ops_fs *fs, const char *store)
+{
+	struct control *c = NULL;
+	int ret;
+
+	*out = NULL;
+	ret = control_new(&c);
+	if (ret == 0)
+		ret = control_register(c, "policy-reload", ctl_policy_reload, fs);
+	if (ret == 0)
+		ret = control_listen(c, store);
+	if (ret == -EROFS) {
+		/* A store on read-only media: no policy can be applied to it
+		 * while mounted anyway. */
+		control_close(c);
+		return 0;
+	}
+	if (ret < 0) {
+		if (ret == -EADDRINUSE)
+			fprintf(stderr,
+				"custodianfs: %s: already mounted (a daemon answers on "
+				"%s/%s)\n",
+				store, store, CONTROL_SOCKET);
+		else
+			fprintf(stderr, "custodianfs: %s: control socket %s: %s\n", store,
+				CONTROL_SOCKET, strerror(-ret));
+		control_close(c);
+		return ret;
+	}
+	*out = c;
+	return 0;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 int main(int argc, char *argv[])
@@ -417,6 +510,7 @@ int main(int argc, char *argv[])
 	struct store *st = NULL;
 	struct ops_config cfg;
 	struct ops_fs fs;
+	struct control *ctl = NULL;
 	const char *why = NULL;
 	char *store_real = NULL;
 	int notify_fd = -1;
@@ -424,6 +518,7 @@ int main(int argc, char *argv[])
 	int ret;
 
 	memset(&copts, 0, sizeof(copts));
+	memset(&fs, 0, sizeof(fs));
 	fuse_set_log_func(cfs_log);
 	/* The kernel already applied the caller's umask to every mode. */
 	umask(0);
@@ -434,6 +529,7 @@ int main(int argc, char *argv[])
 		     setup_error[0] ? setup_error : "invalid arguments (see --help)");
 		goto out_args;
 	}
+	log_debug = copts.debug;
 	if (copts.show_help) {
 		usage(argv[0]);
 		status = 0;
@@ -509,7 +605,14 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "custodianfs: %s: %s\n", o.store, store_strerror(ret));
 		goto out_store;
 	}
-	if (add_mount_options(&args, store_real) != 0) {
+	ret = load_policy(&fs, o.store);
+	if (ret < 0)
+		goto out_fs;
+	ret = start_control(&ctl, &fs, store_real);
+	if (ret < 0)
+		goto out_fs;
+	if (add_mount_options(&args, store_real, geteuid() == 0 && !o.no_allow_other) !=
+	    0) {
 		fprintf(stderr, "custodianfs: %s: %s\n", o.store, strerror(ENOMEM));
 		goto out_fs;
 	}
@@ -571,6 +674,8 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out_fs:
+	/* No verb may run against a file system being torn down. */
+	control_close(ctl);
 	ops_fs_destroy(&fs);
 out_store:
 	store_close(st);

@@ -1,24 +1,30 @@
 /*
- * ops.c — the FUSE low-level operations of custodianfs and the node table
- * they share.
+ * ops.c — the FUSE low-level operations of custodianfs, the node table
+ * they share, and the policy checks they make.
  *
- * Each kernel inode is a struct ops_node (its address is the FUSE nodeid)
- * holding an O_PATH fd of the backing object in STORE/tree, found again by
- * backing (st_dev, st_ino) in a hash table, so inode numbers are the
- * backing ones and stable across remounts.  Names are encrypted with
- * names.h, contents with format.h, symlink targets with linktarget.h; the
- * kernel enforces mode bits (default_permissions), so the operations only
- * translate.  Modelled on libfuse's passthrough_ll.c.
+ * Each kernel inode is a struct ops_node (its address is the FUSE nodeid),
+ * found again by backing (st_dev, st_ino) in a hash table, so inode
+ * numbers are the backing ones and stable across remounts.  Directories
+ * hold an O_PATH fd; every other node is reached through one of its
+ * names (parent fd + backing name, verified by inode number), so the
+ * daemon needs no descriptor per file.  Names are encrypted with names.h,
+ * contents with format.h, symlink targets with linktarget.h.  The kernel
+ * enforces mode bits (default_permissions); on top of them, when a policy
+ * is in force, every operation is checked against it here (see "policy"
+ * below and docs/daemon.md).  Modelled on libfuse's passthrough_ll.c.
  *
  * Locking:
  *   - fs->table_lock (mutex) guards the hash table and each node's refs,
- *     parent and name.  It is held only for table operations, never
- *     across I/O or crypto.
+ *     names and open handles.  It is held only for table operations, never
+ *     across I/O or crypto.  To use a name's parent directory outside the
+ *     lock, take a temporary reference on it.
  *   - node->lock (rwlock) guards a regular file's content and its shared
  *     header state: shared for read, exclusive for write, truncate and
  *     header load (format.h's rule).
+ *   - fs->pol_lock (mutex) guards only the pointer to the policy in force
+ *     and taking a reference on it; checks run on the reference, unlocked.
  *   - Lock order: table_lock, then a node's lock; never the reverse.  (No
- *     code path currently holds both.)
+ *     code path currently holds both.)  pol_lock nests inside nothing.
  *   - Namespace races (two creates of one name, rmdir against create
  *     inside) are excluded by the kernel's directory locks: every change
  *     goes through this one mount.
@@ -31,29 +37,31 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
+#include "creds.h"
 #include "linktarget.h"
 #include "names.h"
+#include "policy.h"
+#include "policy_store.h"
 #include "sys.h"
 
 _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t), "fuse_ino_t must hold a pointer");
 
 #define OPS_MAX_WRITE (1U << 20)
 #define OPS_INITIAL_BUCKETS 4096
-
-/* An open regular file. */
-struct ops_handle {
-	int fd; /* backing fd: O_RDWR if the caller may write, else O_RDONLY */
-};
+#define OPS_MAX_GROUPS 256 /* groups of one caller considered by a check */
 
 /* An open directory. */
 struct ops_dir {
@@ -62,6 +70,13 @@ struct ops_dir {
 	off_t offset;         /* offset of the next entry to return */
 	struct dirent *entry; /* read but not yet returned (did not fit) */
 	unsigned hidden;      /* names that failed to decrypt, this listing */
+};
+
+/* A policy version in force (or on its way out). */
+struct ops_policy {
+	struct policy *p; /* parsed and resolved; immutable */
+	int64_t version;  /* stored version number */
+	atomic_uint refs; /* 1 while in force + readers using it */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -93,18 +108,29 @@ static void proc_path(char buf[64], int fd)
 	snprintf(buf, 64, "/proc/self/fd/%d", fd);
 }
 
-/* Converts a backing stat to what the kernel sees: plaintext sizes. */
-static void stat_convert(const struct ops_node *n, int fd, struct stat *st)
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Converts a backing stat to what the kernel sees: plaintext sizes.  For
+ * a symlink, (dirfd, path) names it (path "" for an fd of the link). */
+static void stat_convert(const struct ops_node *n, int dirfd, const char *path,
+			 struct stat *st)
 {
 	if (S_ISREG(st->st_mode)) {
 		off_t ps = format_plain_size(st->st_size);
 
-		/* An impossible size is a damaged file: reads give EIO. */
+		/* An impossible size is a damaged file: it lists and stats
+		 * (so ls, fsck and rm can act on it), opens give EIO. */
 		st->st_size = ps < 0 ? 0 : ps;
 	} else if (S_ISLNK(st->st_mode) && n) {
 		char stored[LINKTARGET_STORED_MAX];
 		char plain[LINKTARGET_PLAIN_MAX + 1];
-		ssize_t len = readlinkat(fd, "", stored, sizeof(stored) - 1);
+		ssize_t len = readlinkat(dirfd, path, stored, sizeof(stored) - 1);
 
 		/* POSIX: a symlink's size is the length of its target. */
 		if (len > 0) {
@@ -115,15 +141,6 @@ static void stat_convert(const struct ops_node *n, int fd, struct stat *st)
 			crypt_wipe(plain, sizeof(plain));
 		}
 	}
-}
-
-/* fstat of a node (or any O_PATH fd), converted. */
-static int node_stat(const struct ops_node *n, int fd, struct stat *st)
-{
-	if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-		return -errno;
-	stat_convert(n, fd, st);
-	return 0;
 }
 
 /* Per-thread plaintext buffer for reads: no allocation per request. */
@@ -237,13 +254,18 @@ static void table_insert(struct ops_fs *fs, struct ops_node *n)
 	n->hnext = fs->buckets[h];
 	fs->buckets[h] = n;
 	fs->count++;
+	n->in_table = true;
 }
 
 /* Caller holds table_lock. */
 static void table_remove(struct ops_fs *fs, struct ops_node *n)
 {
-	struct ops_node **pp = &fs->buckets[node_hash(n->dev, n->ino, fs->nbuckets)];
+	struct ops_node **pp;
 
+	if (!n->in_table)
+		return;
+	n->in_table = false;
+	pp = &fs->buckets[node_hash(n->dev, n->ino, fs->nbuckets)];
 	while (*pp && *pp != n)
 		pp = &(*pp)->hnext;
 	if (*pp) {
@@ -252,40 +274,110 @@ static void table_remove(struct ops_fs *fs, struct ops_node *n)
 	}
 }
 
+static struct ops_name *name_new(struct ops_node *parent, const char *name,
+				 const char *backing)
+{
+	size_t nl = strlen(name), bl = strlen(backing);
+	struct ops_name *nm = malloc(sizeof(*nm) + bl + 1 + nl + 1);
+
+	if (!nm)
+		return NULL;
+	nm->next = NULL;
+	nm->parent = parent;
+	memcpy(nm->backing, backing, bl + 1);
+	nm->name = nm->backing + bl + 1;
+	memcpy(nm->name, name, nl + 1);
+	return nm;
+}
+
+static void name_free(struct ops_name *nm)
+{
+	if (nm)
+		crypt_wipe(nm->name, strlen(nm->name));
+	free(nm);
+}
+
 static void node_free(struct ops_node *n)
 {
+	struct ops_name *nm, *next;
+
 	if (n->fd >= 0)
 		close(n->fd);
 	pthread_rwlock_destroy(&n->lock);
-	free(n->name);
+	for (nm = n->names; nm; nm = next) {
+		next = nm->next;
+		name_free(nm);
+	}
 	free(n);
 }
 
+/* Drops `count` references on n; true if it reached zero (n left the
+ * table).  Caller holds table_lock. */
+static bool node_drop_locked(struct ops_fs *fs, struct ops_node *n, uint64_t count)
+{
+	if (n->refs < count) {
+		fuse_log(FUSE_LOG_ERR, "custodianfs: node refcount underflow\n");
+		n->refs = count;
+	}
+	n->refs -= count;
+	if (n->refs > 0)
+		return false;
+	table_remove(fs, n);
+	if (n->dpprev) {
+		*n->dpprev = n->dnext;
+		if (n->dnext)
+			n->dnext->dpprev = n->dpprev;
+		n->dpprev = NULL;
+	}
+	return true;
+}
+
 /* Drops `count` references; nodes that reach zero leave the table and are
- * chained on *dead (via hnext) for the caller to free after unlocking.
- * Caller holds table_lock. */
+ * chained on *dead (via hnext) for the caller to free after unlocking,
+ * and their names' references on their parents go with them.  Caller
+ * holds table_lock. */
 static void node_unref_locked(struct ops_fs *fs, struct ops_node *n, uint64_t count,
 			      struct ops_node **dead)
 {
-	while (n && n != &fs->root) {
-		struct ops_node *parent;
+	struct ops_node *todo = NULL;
 
-		if (n->refs < count) {
-			fuse_log(FUSE_LOG_ERR, "custodianfs: node refcount underflow\n");
-			n->refs = count;
+	if (!n || n == &fs->root || count == 0 || !node_drop_locked(fs, n, count))
+		return;
+	n->hnext = NULL;
+	todo = n;
+	while (todo) {
+		struct ops_node *x = todo;
+
+		todo = x->hnext;
+		x->hnext = *dead;
+		*dead = x;
+		for (struct ops_name *nm = x->names; nm; nm = nm->next) {
+			struct ops_node *p = nm->parent;
+
+			nm->parent = NULL;
+			if (p && p != &fs->root && node_drop_locked(fs, p, 1)) {
+				p->hnext = todo;
+				todo = p;
+			}
 		}
-		n->refs -= count;
-		if (n->refs > 0)
-			return;
-		table_remove(fs, n);
-		parent = n->parent;
-		n->parent = NULL;
-		n->hnext = *dead;
-		*dead = n;
-		/* Its reference on the parent goes with it. */
-		n = parent;
-		count = 1;
 	}
+}
+
+/* A file with no name and no open handle left has no inode any more (no
+ * descriptor pins it), so its number may come back as a new file: take it
+ * out of the table so that file gets a node (and header state) of its
+ * own.  The kernel's references keep the detached node alive until it
+ * forgets it.  Caller holds table_lock. */
+static void node_detach_if_gone_locked(struct ops_fs *fs, struct ops_node *n)
+{
+	if (n == &fs->root || n->fd >= 0 || n->names || n->open || !n->in_table)
+		return;
+	table_remove(fs, n);
+	n->dnext = fs->detached;
+	if (fs->detached)
+		fs->detached->dpprev = &n->dnext;
+	fs->detached = n;
+	n->dpprev = &fs->detached;
 }
 
 static void free_dead(struct ops_node *dead)
@@ -302,7 +394,7 @@ static void node_unref(struct ops_fs *fs, struct ops_node *n, uint64_t count)
 {
 	struct ops_node *dead = NULL;
 
-	if (n == &fs->root || count == 0)
+	if (!n || n == &fs->root || count == 0)
 		return;
 	pthread_mutex_lock(&fs->table_lock);
 	node_unref_locked(fs, n, count, &dead);
@@ -310,91 +402,333 @@ static void node_unref(struct ops_fs *fs, struct ops_node *n, uint64_t count)
 	free_dead(dead);
 }
 
-/* Points n at (parent, name): last name wins.  Caller holds table_lock;
- * old parents that lose their last reference go on *dead. */
-static void node_rename_locked(struct ops_fs *fs, struct ops_node *n,
-			       struct ops_node *parent, const char *name,
-			       struct ops_node **dead)
+/* Removes n's name (parent, backing) if it has it.  Caller holds
+ * table_lock; a parent that loses its last reference goes on *dead. */
+static void node_name_drop_locked(struct ops_fs *fs, struct ops_node *n,
+				  struct ops_node *parent, const char *backing,
+				  struct ops_node **dead)
 {
-	char *copy;
+	struct ops_name **pp = &n->names;
 
-	if (n == &fs->root)
-		return;
-	if (n->parent == parent && n->name && strcmp(n->name, name) == 0)
-		return;
-	copy = strdup(name);
-	if (!copy)
-		return; /* keep the old name: paths are advisory until policy */
-	free(n->name);
-	n->name = copy;
-	if (n->parent != parent) {
-		struct ops_node *old = n->parent;
+	while (*pp && !((*pp)->parent == parent && strcmp((*pp)->backing, backing) == 0))
+		pp = &(*pp)->next;
+	if (*pp) {
+		struct ops_name *nm = *pp;
 
-		if (parent != &fs->root)
-			parent->refs++;
-		n->parent = parent;
-		node_unref_locked(fs, old, 1, dead);
+		*pp = nm->next;
+		name_free(nm);
+		node_detach_if_gone_locked(fs, n);
+		node_unref_locked(fs, parent, 1, dead);
 	}
 }
 
-int ops_node_path(struct ops_fs *fs, const struct ops_node *n, char *buf, size_t cap)
+/* Makes (parent, name, backing) n's most recent name.  (A directory has
+ * one real name, but a lookup racing a rename may add a stale one for a
+ * moment: node_get takes it away again, so directories keep a list too.)
+ * Caller holds table_lock. */
+static void node_name_add_locked(struct ops_fs *fs, struct ops_node *n,
+				 struct ops_node *parent, const char *name,
+				 const char *backing, struct ops_node **dead)
+{
+	struct ops_name **pp = &n->names, *nm;
+
+	if (n == &fs->root)
+		return;
+	while (*pp && !((*pp)->parent == parent && strcmp((*pp)->backing, backing) == 0))
+		pp = &(*pp)->next;
+	if (*pp) {
+		nm = *pp;
+		*pp = nm->next;
+		nm->next = n->names;
+		n->names = nm;
+		return;
+	}
+	nm = name_new(parent, name, backing);
+	if (!nm)
+		return; /* keep the old names: they still reach the node */
+	(void)dead;
+	if (parent != &fs->root)
+		parent->refs++;
+	nm->next = n->names;
+	n->names = nm;
+}
+
+/* Path of n (skip = false) or of the directory holding n's most recent
+ * name (skip = true; the root's is "/").  Caller holds table_lock.
+ * -ENOENT if some node on the way has no name (unlinked while open). */
+static int node_path_locked(struct ops_fs *fs, const struct ops_node *n, bool skip,
+			    char *buf, size_t cap)
 {
 	size_t pos = cap;
-	int ret = 0;
 
 	if (cap < 2)
 		return -ENAMETOOLONG;
 	buf[--pos] = '\0';
-	pthread_mutex_lock(&fs->table_lock);
-	for (; n && n != &fs->root; n = n->parent) {
-		size_t len = n->name ? strlen(n->name) : 0;
+	if (skip && n != &fs->root) {
+		if (!n->names)
+			return -ENOENT;
+		n = n->names->parent;
+	}
+	for (; n && n != &fs->root; n = n->names->parent) {
+		size_t len;
 
-		if (!n->name || !n->parent) {
-			/* Detached: never looked up by name (cannot happen for
-			 * nodes the kernel reached from the root). */
-			ret = -ENOENT;
-			goto out;
-		}
-		if (pos < len + 1) {
-			ret = -ENAMETOOLONG;
-			goto out;
-		}
+		if (!n->names || !n->names->parent)
+			return -ENOENT;
+		len = strlen(n->names->name);
+		if (pos < len + 1)
+			return -ENAMETOOLONG;
 		pos -= len;
-		memcpy(buf + pos, n->name, len);
+		memcpy(buf + pos, n->names->name, len);
 		buf[--pos] = '/';
 	}
-	if (pos == cap - 1) {
-		if (pos < 1) {
-			ret = -ENAMETOOLONG;
-			goto out;
-		}
+	if (!n)
+		return -ENOENT;
+	if (pos == cap - 1)
 		buf[--pos] = '/';
-	}
 	memmove(buf, buf + pos, cap - pos);
-	ret = (int)(cap - pos - 1);
-out:
+	return (int)(cap - pos - 1);
+}
+
+int ops_node_path(struct ops_fs *fs, const struct ops_node *n, char *buf, size_t cap)
+{
+	int ret;
+
+	pthread_mutex_lock(&fs->table_lock);
+	ret = node_path_locked(fs, n, false, buf, cap);
 	pthread_mutex_unlock(&fs->table_lock);
 	return ret;
+}
+
+/* The directory holding n's i-th name, with a temporary reference (drop
+ * it with node_unref(fs, *dir, 1)), and that name's backing entry.
+ * -ENOENT if n has no i-th name. */
+static int node_name_at(struct ops_fs *fs, struct ops_node *n, size_t i,
+			struct ops_node **dir, char backing[NAMES_BACKING_MAX + 1])
+{
+	struct ops_name *nm;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&fs->table_lock);
+	for (nm = n->names; nm && i > 0; nm = nm->next)
+		i--;
+	if (nm && nm->parent) {
+		size_t len = strlen(nm->backing);
+
+		if (len > NAMES_BACKING_MAX)
+			len = NAMES_BACKING_MAX;
+		memcpy(backing, nm->backing, len);
+		backing[len] = '\0';
+		*dir = nm->parent;
+		if (*dir != &fs->root)
+			(*dir)->refs++;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	return ret;
+}
+
+static bool same_inode(const struct ops_node *n, const struct stat *st)
+{
+	return st->st_ino == n->ino && st->st_dev == n->dev;
+}
+
+/* Finds a non-directory node again through one of its names, checking the
+ * entry is still the same inode.  On success *dir holds a temporary
+ * reference, backing the entry, st its backing stat.  -ENOENT (a stale
+ * node: its names lead elsewhere or nowhere) or another -errno. */
+static int node_find(struct ops_fs *fs, struct ops_node *n, struct ops_node **dir,
+		     char backing[NAMES_BACKING_MAX + 1], struct stat *st)
+{
+	for (size_t i = 0;; i++) {
+		int err;
+
+		if (node_name_at(fs, n, i, dir, backing) < 0)
+			return -ENOENT;
+		if (fstatat((*dir)->fd, backing, st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (same_inode(n, st))
+				return 0;
+			err = ENOENT;
+		} else {
+			err = errno;
+		}
+		node_unref(fs, *dir, 1);
+		if (err != ENOENT && err != ENOTDIR)
+			return -err;
+	}
+}
+
+/* A duplicate descriptor of one of n's open handles (the handle may be
+ * released meanwhile), for a file that has lost its names.  -ENOENT if it
+ * has no open handle. */
+static int node_handle_dup(struct ops_fs *fs, struct ops_node *n)
+{
+	int fd = -ENOENT;
+
+	pthread_mutex_lock(&fs->table_lock);
+	if (n->open) {
+		fd = fcntl(n->open->fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			fd = -errno;
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	return fd;
+}
+
+/*
+ * Opens the backing object of n with flags (O_PATH or an access mode):
+ * directories through their fd, others through one of their names
+ * (verified by inode), or if every name is gone through an open handle.
+ * Returns the fd (the caller closes it) with *st its stat, or -errno:
+ * -ENOENT for a node whose object cannot be reached any more.
+ */
+static int node_open(struct ops_fs *fs, struct ops_node *n, int flags, struct stat *st)
+{
+	char backing[NAMES_BACKING_MAX + 1], proc[64];
+	struct ops_node *dir;
+	int fd, dup;
+
+	flags |= O_CLOEXEC | O_NOFOLLOW;
+	if (n->fd >= 0) {
+		fd = openat(n->fd, ".", flags & ~O_NOFOLLOW);
+		if (fd < 0)
+			return -errno;
+		if (fstat(fd, st) != 0) {
+			int err = errno;
+
+			close(fd);
+			return -err;
+		}
+		return fd;
+	}
+	/* Not O_PATH: O_NONBLOCK so that an object swapped in under the name
+	 * (a FIFO) cannot block the open; the inode check then refuses it. */
+	if (!(flags & O_PATH))
+		flags |= O_NONBLOCK;
+	for (size_t i = 0; node_name_at(fs, n, i, &dir, backing) == 0; i++) {
+		int err;
+
+		fd = openat(dir->fd, backing, flags);
+		err = errno;
+		node_unref(fs, dir, 1);
+		if (fd < 0) {
+			if (err == ENOENT || err == ENOTDIR || err == ELOOP)
+				continue;
+			return -err;
+		}
+		if (fstat(fd, st) == 0 && same_inode(n, st))
+			return fd;
+		close(fd);
+	}
+	dup = node_handle_dup(fs, n);
+	if (dup < 0 || (flags & O_PATH)) {
+		if (dup >= 0 && fstat(dup, st) != 0) {
+			int err = errno;
+
+			close(dup);
+			return -err;
+		}
+		return dup;
+	}
+	proc_path(proc, dup);
+	fd = open(proc, flags & ~O_NOFOLLOW);
+	if (fd < 0 || fstat(fd, st) != 0) {
+		int err = errno;
+
+		if (fd >= 0)
+			close(fd);
+		close(dup);
+		return -err;
+	}
+	close(dup);
+	return fd;
+}
+
+/* Stat of a node, converted. */
+static int node_stat(struct ops_fs *fs, struct ops_node *n, struct stat *st)
+{
+	char backing[NAMES_BACKING_MAX + 1];
+	struct ops_node *dir;
+	int ret, fd;
+
+	if (n->fd >= 0) {
+		if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+			return -errno;
+		stat_convert(n, n->fd, "", st);
+		return 0;
+	}
+	ret = node_find(fs, n, &dir, backing, st);
+	if (ret == 0) {
+		stat_convert(n, dir->fd, backing, st);
+		node_unref(fs, dir, 1);
+		return 0;
+	}
+	if (ret != -ENOENT)
+		return ret;
+	fd = node_handle_dup(fs, n);
+	if (fd < 0)
+		return fd;
+	ret = fstat(fd, st) == 0 ? 0 : -errno;
+	if (ret == 0)
+		stat_convert(n, fd, "", st);
+	close(fd);
+	return ret;
+}
+
+/* Links an open handle into its node's list. */
+static void handle_attach(struct ops_fs *fs, struct ops_node *n, struct ops_handle *h)
+{
+	h->node = n;
+	pthread_mutex_lock(&fs->table_lock);
+	h->next = n->open;
+	if (n->open)
+		n->open->pprev = &h->next;
+	n->open = h;
+	h->pprev = &n->open;
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+/* Unlinks, closes and frees a handle. */
+static void handle_free(struct ops_fs *fs, struct ops_handle *h)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	if (h->pprev) {
+		*h->pprev = h->next;
+		if (h->next)
+			h->next->pprev = h->pprev;
+		node_detach_if_gone_locked(fs, h->node);
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	close(h->fd);
+	free(h);
 }
 
 /*
  * Finds or creates the node for backing entry `backing` of directory
  * `parent` (plaintext `name`), takes one kernel reference on it, and fills
  * the entry reply.  iv, if not NULL, is a freshly created directory's IV
- * (saves re-reading it).
+ * (saves re-reading it).  Only a directory keeps a descriptor.
+ *
+ * The kernel revalidates cached names without its directory lock, so a
+ * lookup may race an unlink or rename of the same name.  The inode is
+ * therefore pinned (O_PATH) while the table is updated, and the entry is
+ * checked again afterwards: if it no longer leads to this inode, the name
+ * just added is taken away again (the unlink or rename may have dropped
+ * it before we added it).  Otherwise a stale name could keep a node in
+ * the table after its inode is freed, and a new file given the same inode
+ * number would inherit the node and its header state.
  */
 static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *backing,
 		    const char *name, const uint8_t *iv, struct fuse_entry_param *e)
 {
 	struct ops_node *n = NULL, *found, *dead = NULL;
-	struct stat st;
-	int fd, ret;
+	struct stat st, now;
+	int pin, ret;
 
 	memset(e, 0, sizeof(*e));
-	fd = openat(parent->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	pin = openat(parent->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pin < 0)
 		return -errno;
-	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+	if (fstat(pin, &st) != 0) {
 		ret = -errno;
 		goto out;
 	}
@@ -403,33 +737,35 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 	found = table_find(fs, st.st_dev, st.st_ino);
 	if (found) {
 		found->refs++;
-		node_rename_locked(fs, found, parent, name, &dead);
+		node_name_add_locked(fs, found, parent, name, backing, &dead);
 	}
 	pthread_mutex_unlock(&fs->table_lock);
-	free_dead(dead);
-	dead = NULL;
 
 	if (!found) {
 		/* Built outside the lock: loading a directory IV is I/O. */
 		n = calloc(1, sizeof(*n));
-		if (!n || !(n->name = strdup(name))) {
+		if (!n) {
 			ret = -ENOMEM;
 			goto out;
 		}
 		n->fd = -1;
+		if (pthread_rwlock_init(&n->lock, NULL) != 0) {
+			free(n);
+			n = NULL;
+			ret = -ENOMEM;
+			goto out;
+		}
+		n->names = name_new(parent, name, backing);
+		if (!n->names) {
+			ret = -ENOMEM;
+			goto out;
+		}
 		n->dev = st.st_dev;
 		n->ino = st.st_ino;
 		n->type = st.st_mode & S_IFMT;
 		n->ring = parent->ring;
 		n->ff.fd = -1;
 		n->ff.ring = n->ring;
-		if (pthread_rwlock_init(&n->lock, NULL) != 0) {
-			free(n->name);
-			free(n);
-			n = NULL;
-			ret = -ENOMEM;
-			goto out;
-		}
 		if (S_ISDIR(st.st_mode)) {
 			if (iv) {
 				memcpy(n->iv, iv, sizeof(n->iv));
@@ -437,7 +773,7 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 			} else {
 				/* A directory without its IV still stats and can
 				 * be removed; naming inside it fails with EIO. */
-				n->iv_ok = names_diriv_load(fd, n->iv) == 0;
+				n->iv_ok = names_diriv_load(pin, n->iv) == 0;
 			}
 		}
 
@@ -446,12 +782,14 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 		if (found) {
 			/* Another thread won the race; use its node. */
 			found->refs++;
-			node_rename_locked(fs, found, parent, name, &dead);
+			node_name_add_locked(fs, found, parent, name, backing, &dead);
 		} else {
-			n->fd = fd;
-			fd = -1;
+			if (S_ISDIR(st.st_mode)) {
+				/* The pin becomes the directory's descriptor. */
+				n->fd = pin;
+				pin = -1;
+			}
 			n->refs = 1;
-			n->parent = parent;
 			if (parent != &fs->root)
 				parent->refs++;
 			n->generation = ++fs->next_generation;
@@ -460,10 +798,16 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 			n = NULL;
 		}
 		pthread_mutex_unlock(&fs->table_lock);
-		free_dead(dead);
 	}
 
-	stat_convert(found, found->fd, &st);
+	if (fstatat(parent->fd, backing, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+		pthread_mutex_lock(&fs->table_lock);
+		node_name_drop_locked(fs, found, parent, backing, &dead);
+		pthread_mutex_unlock(&fs->table_lock);
+	}
+
+	stat_convert(found, found->fd >= 0 ? found->fd : pin, "", &st);
 	e->ino = node_ino(fs, found);
 	e->generation = found->generation;
 	e->attr = st;
@@ -471,10 +815,348 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 	e->entry_timeout = fs->cfg.entry_timeout;
 	ret = 0;
 out:
+	free_dead(dead);
 	if (n)
 		node_free(n);
-	if (fd >= 0)
-		close(fd);
+	if (pin >= 0)
+		close(pin);
+	return ret;
+}
+
+/* The inode behind backing entry `backing` of dir, if the kernel knows
+ * it (no reference taken; use under table_lock only). */
+static struct ops_node *entry_node_locked(struct ops_fs *fs, const struct stat *st)
+{
+	return table_find(fs, st->st_dev, st->st_ino);
+}
+
+/* ---- policy ----------------------------------------------------------------- */
+
+/*
+ * Checks happen on top of the kernel's mode bits.  A request that needs a
+ * check takes a reference on the policy in force (pol_begin), so every
+ * check of one request sees one version and a reload never frees a policy
+ * under a reader; with no policy in force pol_begin is one atomic load.
+ * The caller's groups (primary and supplementary) come from
+ * fuse_req_getgroups through fs->creds, at most CREDS_TTL_US old.
+ */
+
+/* Pseudo-operations beside enum policy_op. */
+#define POL_TRAVERSE (-1)  /* reach names in the directory (lookup, getattr) */
+#define POL_OPEN_READ (-2) /* open for reading: read, plus the read rate */
+
+/* One request's view of the policy. */
+struct pol_req {
+	fuse_req_t req;             /* the request being checked */
+	struct ops_fs *fs;          /* its file system */
+	struct ops_policy *pol;     /* referenced policy; NULL = none: allow */
+	size_t ngids;               /* gids filled (0 = not fetched yet) */
+	gid_t gids[OPS_MAX_GROUPS]; /* the caller's groups, primary first */
+};
+
+static void pol_put(struct ops_policy *op)
+{
+	if (op && atomic_fetch_sub(&op->refs, 1) == 1) {
+		policy_free(op->p);
+		free(op);
+	}
+}
+
+/* Takes a reference on the policy in force; false (and nothing to end)
+ * if there is none. */
+static bool pol_begin(fuse_req_t req, struct pol_req *pr)
+{
+	struct ops_fs *fs = ops_fs(req);
+
+	pr->req = req;
+	pr->fs = fs;
+	pr->pol = NULL;
+	pr->ngids = 0;
+	if (!atomic_load_explicit(&fs->pol_on, memory_order_acquire))
+		return false;
+	pthread_mutex_lock(&fs->pol_lock);
+	pr->pol = fs->pol;
+	if (pr->pol)
+		atomic_fetch_add(&pr->pol->refs, 1);
+	pthread_mutex_unlock(&fs->pol_lock);
+	return pr->pol != NULL;
+}
+
+static void pol_end(struct pol_req *pr)
+{
+	pol_put(pr->pol);
+	pr->pol = NULL;
+}
+
+static int fetch_groups(void *ctx, gid_t *gids, size_t cap)
+{
+	return fuse_req_getgroups(ctx, (int)cap, gids);
+}
+
+static void pol_groups(struct pol_req *pr)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(pr->req);
+	int n;
+
+	if (pr->ngids)
+		return;
+	n = creds_groups(pr->fs->creds, ctx->pid, ctx->uid, ctx->gid, mono_us(),
+			 fetch_groups, pr->req, pr->gids, ARRAY_LEN(pr->gids));
+	if (n < 1) {
+		pr->gids[0] = ctx->gid;
+		n = 1;
+	}
+	pr->ngids = (size_t)n;
+}
+
+static const char *pol_op_name(int op)
+{
+	if (op == POL_TRAVERSE)
+		return "traverse";
+	if (op == POL_OPEN_READ)
+		return "read";
+	return policy_key_name(op);
+}
+
+/*
+ * The single point where denials go.  Logged at debug level only (the
+ * path is plaintext; it may not reach logs at info or above); the audit
+ * log is wired in here.  Returns -err for the reply.
+ */
+static int deny(fuse_req_t req, const char *op, const char *path, int err)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	fuse_log(FUSE_LOG_DEBUG, "custodianfs: denied: %s in %s for uid %u pid %d: %s\n",
+		 op, path, (unsigned)ctx->uid, (int)ctx->pid, strerror(err));
+	return -err;
+}
+
+/* Checks op in directory `dir` (an absolute path inside the mount). */
+static int pol_path(struct pol_req *pr, const char *dir, int op, const char *opname)
+{
+	const struct fuse_ctx *ctx;
+	struct policy_effective eff;
+	int ret;
+
+	if (!pr->pol)
+		return 0;
+	ctx = fuse_req_ctx(pr->req);
+	pol_groups(pr);
+	if (op == POL_TRAVERSE) {
+		ret = policy_check_traverse(pr->pol->p, dir, ctx->uid, pr->gids,
+					    pr->ngids);
+	} else if (op == POL_OPEN_READ) {
+		ret = policy_effective(pr->pol->p, dir, &eff);
+		if (ret == 0)
+			ret = policy_check_effective(&eff, ctx->uid, pr->gids, pr->ngids,
+						     POLICY_READ, NULL);
+		if (ret == 0 && eff.rate_count > 0) {
+			const struct policy_rule *r = eff.from[POLICY_K_READ_RATE];
+
+			ret = creds_rate_take(pr->fs->rate, ctx->uid,
+					      creds_rate_key(r ? r->pattern : "/"),
+					      eff.rate_count, eff.rate_window_s,
+					      mono_us());
+			if (ret < 0)
+				return deny(pr->req, "read-rate", dir, EACCES);
+		}
+	} else {
+		ret = policy_check(pr->pol->p, dir, ctx->uid, pr->gids, pr->ngids,
+				   (enum policy_op)op, NULL);
+	}
+	if (ret < 0)
+		return deny(pr->req, opname ? opname : pol_op_name(op), dir, EACCES);
+	return 0;
+}
+
+/* Checks op in directory node dir. */
+static int pol_dir(struct pol_req *pr, struct ops_node *dir, int op, const char *opname)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (!pr->pol)
+		return 0;
+	ret = ops_node_path(pr->fs, dir, path, sizeof(path));
+	if (ret < 0)
+		return deny(pr->req, opname ? opname : pol_op_name(op), "(unreachable)",
+			    EACCES);
+	return pol_path(pr, path, op, opname);
+}
+
+/* Checks op in the directory holding node n (its most recently used
+ * name; for the root, "/" itself). */
+static int pol_node(struct pol_req *pr, struct ops_node *n, int op, const char *opname)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (!pr->pol)
+		return 0;
+	pthread_mutex_lock(&pr->fs->table_lock);
+	ret = node_path_locked(pr->fs, n, true, path, sizeof(path));
+	pthread_mutex_unlock(&pr->fs->table_lock);
+	if (ret < 0)
+		return deny(pr->req, opname ? opname : pol_op_name(op), "(unreachable)",
+			    EACCES);
+	return pol_path(pr, path, op, opname);
+}
+
+/* Does node n have a name (is it reachable by path)?  Nodes unlinked
+ * while open are reached only through a descriptor that was checked when
+ * it was opened. */
+static bool node_named(struct ops_fs *fs, struct ops_node *n)
+{
+	bool named;
+
+	if (n == &fs->root)
+		return true;
+	pthread_mutex_lock(&fs->table_lock);
+	named = n->names != NULL;
+	pthread_mutex_unlock(&fs->table_lock);
+	return named;
+}
+
+static int nss_user(void *ctx, const char *name, uint32_t *id)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	int r;
+
+	(void)ctx;
+	r = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+	if (r != 0)
+		return r == ENOENT || r == ESRCH || r == EBADF || r == EPERM ? -ENOENT
+									     : -r;
+	if (!res)
+		return -ENOENT;
+	*id = pw.pw_uid;
+	return 0;
+}
+
+static int nss_group(void *ctx, const char *name, uint32_t *id)
+{
+	struct group gr, *res = NULL;
+	size_t cap = 16384;
+	char *buf = NULL;
+	int r;
+
+	(void)ctx;
+	/* Groups with many members need a large buffer. */
+	for (;;) {
+		char *nb = realloc(buf, cap);
+
+		if (!nb) {
+			free(buf);
+			return -ENOMEM;
+		}
+		buf = nb;
+		r = getgrnam_r(name, &gr, buf, cap, &res);
+		if (r != ERANGE || cap >= (16u << 20))
+			break;
+		cap *= 4;
+	}
+	free(buf);
+	if (r != 0)
+		return r == ENOENT || r == ESRCH || r == EBADF || r == EPERM ? -ENOENT
+									     : -r;
+	if (!res)
+		return -ENOENT;
+	*id = gr.gr_gid;
+	return 0;
+}
+
+int ops_policy_reload(struct ops_fs *fs, char *msg, size_t cap)
+{
+	struct catalog_policy cp;
+	struct policy_diag diag = {0};
+	struct ops_policy *np = NULL, *old;
+	struct policy *p = NULL;
+	int64_t cur = 0;
+	int ret;
+
+	memset(&cp, 0, sizeof(cp));
+	pthread_mutex_lock(&fs->reload_lock);
+	pthread_mutex_lock(&fs->pol_lock);
+	if (fs->pol)
+		cur = fs->pol->version;
+	pthread_mutex_unlock(&fs->pol_lock);
+
+	ret = policy_store_load(fs->store->cat, fs->store->mk, 0, &cp);
+	if (ret == -ENOENT) {
+		snprintf(msg, cap,
+			 cur ? "no policy stored; version %" PRId64 " stays in force"
+			     : "no policy stored: mode bits alone",
+			 cur);
+		goto out;
+	}
+	if (ret == -EBADMSG) {
+		snprintf(msg, cap, "stored policy failed authentication");
+		goto out;
+	}
+	if (ret < 0) {
+		snprintf(msg, cap, "cannot read the stored policy: %s", strerror(-ret));
+		goto out;
+	}
+	if (cur && cp.version == cur) {
+		snprintf(msg, cap, "policy version %" PRId64 " already in force", cur);
+		goto out;
+	}
+	ret = policy_parse(cp.text, strlen(cp.text), &p, &diag);
+	if (ret < 0) {
+		if (ret == -EINVAL && diag.n > 0 && !diag.msgs[0].warning)
+			snprintf(msg, cap,
+				 "stored policy version %" PRId64
+				 " does not parse: line %u: %s",
+				 cp.version, diag.msgs[0].line, diag.msgs[0].text);
+		else
+			snprintf(msg, cap,
+				 "stored policy version %" PRId64 " does not parse: %s",
+				 cp.version, strerror(-ret));
+		goto out;
+	}
+	ret = policy_resolve(p, nss_user, nss_group, NULL, &diag);
+	if (ret < 0) {
+		snprintf(msg, cap,
+			 "looking up the users and groups of policy version %" PRId64
+			 ": %s",
+			 cp.version, strerror(-ret));
+		goto out;
+	}
+	np = calloc(1, sizeof(*np));
+	if (!np) {
+		ret = -ENOMEM;
+		snprintf(msg, cap, "out of memory");
+		goto out;
+	}
+	np->p = p;
+	p = NULL;
+	np->version = cp.version;
+	atomic_init(&np->refs, 1);
+	pthread_mutex_lock(&fs->pol_lock);
+	old = fs->pol;
+	fs->pol = np;
+	pthread_mutex_unlock(&fs->pol_lock);
+	atomic_store_explicit(&fs->pol_on, true, memory_order_release);
+	pol_put(old);
+	snprintf(msg, cap, "policy version %" PRId64 " in force (%zu sections)",
+		 np->version, policy_nrules(np->p));
+	ret = 0;
+out:
+	if (ret < 0 && ret != -ENOENT && cur) {
+		size_t len = strlen(msg);
+
+		if (len < cap)
+			snprintf(msg + len, cap - len,
+				 "; version %" PRId64 " stays in force", cur);
+	}
+	pthread_mutex_unlock(&fs->reload_lock);
+	policy_free(p);
+	policy_diag_free(&diag);
+	if (cp.text)
+		crypt_wipe(cp.text, strlen(cp.text));
+	catalog_policy_clear(&cp);
 	return ret;
 }
 
@@ -602,8 +1284,16 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct ops_node *dir = ops_node(req, parent);
 	struct fuse_entry_param e;
 	struct names_enc enc;
+	struct pol_req pr;
 	int ret;
 
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, POL_TRAVERSE, "lookup");
+	pol_end(&pr);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret == 0)
 		ret = node_get(fs, dir, enc.backing, name, NULL, &e);
@@ -654,6 +1344,18 @@ static void reply_entry(fuse_req_t req, struct fuse_entry_param *e)
 		node_unref(ops_fs(req), ops_node(req, e->ino), 1);
 }
 
+/* The policy check of an operation that makes an entry in dir. */
+static int check_create(fuse_req_t req, struct ops_node *dir, const char *opname)
+{
+	struct pol_req pr;
+	int ret;
+
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, POLICY_CREATE, opname);
+	pol_end(&pr);
+	return ret;
+}
+
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
@@ -666,6 +1368,11 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	gid_t gid;
 	int fd = -1, ret;
 
+	ret = check_create(req, dir, "mknod");
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -732,6 +1439,11 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	gid_t gid;
 	int dfd = -1, ret;
 
+	ret = check_create(req, dir, "mkdir");
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -760,6 +1472,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	ret = node_get(fs, dir, enc.backing, name, iv, &e);
 out:
+	crypt_wipe(iv, sizeof(iv));
 	if (dfd >= 0) {
 		if (ret < 0)
 			(void)unlinkat(dfd, NAMES_DIRIV_FILE, 0);
@@ -789,6 +1502,11 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	gid_t gid;
 	int ret;
 
+	ret = check_create(req, dir, "symlink");
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -828,33 +1546,60 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
 	struct ops_node *dir = ops_node(req, parent);
+	char backing[NAMES_BACKING_MAX + 1];
+	struct ops_node *srcdir = NULL;
 	struct fuse_entry_param e;
 	struct names_enc enc;
-	bool made = false;
+	struct pol_req pr;
+	struct stat st;
+	bool made = false, named = false;
 	int ret;
 
+	/* A second name must not widen access: the file's own directory has
+	 * to let the caller read and write it, and the new one create. */
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, POLICY_CREATE, "link");
+	if (ret == 0)
+		ret = pol_node(&pr, n, POLICY_READ, "link");
+	if (ret == 0)
+		ret = pol_node(&pr, n, POLICY_WRITE, "link");
+	pol_end(&pr);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
 	/* Different keyrings (subjects) cannot share an inode's content. */
 	if (n->ring != dir->ring) {
 		ret = -EXDEV;
 		goto out;
 	}
+	if (S_ISDIR(n->type)) {
+		ret = -EPERM;
+		goto out;
+	}
+	ret = node_find(fs, n, &srcdir, backing, &st);
+	if (ret < 0)
+		goto out;
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
+	named = true;
 	ret = names_long_store(dir->fd, &enc);
 	if (ret < 0)
 		goto out;
-	if (linkat(n->fd, "", dir->fd, enc.backing, AT_EMPTY_PATH) != 0) {
+	if (linkat(srcdir->fd, backing, dir->fd, enc.backing, 0) != 0) {
 		ret = -errno;
 		goto out;
 	}
 	made = true;
 	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
 out:
+	if (srcdir)
+		node_unref(fs, srcdir, 1);
 	if (ret < 0) {
 		if (made)
 			undo_entry(dir, &enc, 0);
-		else if (ret != -EEXIST)
+		else if (named && ret != -EEXIST)
 			sidecar_drop(dir->fd, &enc);
 		fuse_reply_err(req, -ret);
 		return;
@@ -862,13 +1607,70 @@ out:
 	reply_entry(req, &e);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* Forgets the name (dir, backing) of whatever node the backing object st
+ * is, once that entry is gone. */
+static void forget_name(struct ops_fs *fs, struct ops_node *dir, const char *backing,
+			const struct stat *st)
 {
-	struct ops_node *dir = ops_node(req, parent);
-	struct names_enc enc;
+	struct ops_node *n, *dead = NULL;
+
+	pthread_mutex_lock(&fs->table_lock);
+	n = entry_node_locked(fs, st);
+	if (n)
+		node_name_drop_locked(fs, n, dir, backing, &dead);
+	pthread_mutex_unlock(&fs->table_lock);
+	free_dead(dead);
+}
+
+/*
+ * Pins the inode of entry `backing` of dir with an O_PATH descriptor while
+ * it is removed or replaced: a file's node holds no descriptor, so without
+ * the pin its inode could be freed and its number given to a file another
+ * thread creates before the node has let go of the old name, which would
+ * then find the stale node (and its header state).  -errno (-ENOENT if
+ * there is no such entry, -EMFILE if the daemon is out of descriptors).
+ */
+static int pin_entry(struct ops_node *dir, const char *backing, int *pin, struct stat *st)
+{
+	*pin = openat(dir->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (*pin < 0)
+		return -errno;
+	if (fstat(*pin, st) != 0) {
+		int err = errno;
+
+		close(*pin);
+		*pin = -1;
+		return -err;
+	}
+	return 0;
+}
+
+static int check_delete(fuse_req_t req, struct ops_node *dir, const char *opname)
+{
+	struct pol_req pr;
 	int ret;
 
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, POLICY_DELETE, opname);
+	pol_end(&pr);
+	return ret;
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct ops_fs *fs = ops_fs(req);
+	struct ops_node *dir = ops_node(req, parent);
+	struct names_enc enc;
+	struct stat st;
+	int pin = -1, ret;
+
+	ret = check_delete(req, dir, "unlink");
+	if (ret < 0)
+		goto out;
 	ret = dir_encrypt(dir, name, &enc);
+	if (ret < 0)
+		goto out;
+	ret = pin_entry(dir, enc.backing, &pin, &st);
 	if (ret < 0)
 		goto out;
 	if (unlinkat(dir->fd, enc.backing, 0) != 0) {
@@ -876,7 +1678,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	}
 	sidecar_drop(dir->fd, &enc);
+	forget_name(fs, dir, enc.backing, &st);
 out:
+	if (pin >= 0)
+		close(pin);
 	fuse_reply_err(req, -ret);
 }
 
@@ -962,41 +1767,61 @@ static void dying_dir_end(struct dying_dir *dd, bool failed)
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
 	struct dying_dir dd = {.dp = NULL};
 	struct names_enc enc;
+	struct stat st;
+	bool have_st = false;
 	int ret;
 
+	ret = check_delete(req, dir, "rmdir");
+	if (ret < 0)
+		goto out;
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
 	ret = dying_dir_strip(dir->fd, enc.backing, &dd);
 	if (ret < 0)
 		goto out;
+	have_st = fstat(dirfd(dd.dp), &st) == 0;
 	if (unlinkat(dir->fd, enc.backing, AT_REMOVEDIR) != 0) {
 		ret = -errno;
 		goto out;
 	}
 	sidecar_drop(dir->fd, &enc);
+	if (have_st)
+		forget_name(fs, dir, enc.backing, &st);
 out:
 	dying_dir_end(&dd, ret < 0);
 	fuse_reply_err(req, -ret);
 }
 
-/* Points the node of entry `backing` in dir (if the kernel knows it) at
- * (dir, name). */
-static void rename_node(struct ops_fs *fs, struct ops_node *dir, const char *backing,
-			const char *name)
+/* After a rename of (dir, oldb) to (ndir, newb): the moved node takes the
+ * new name, a replaced one loses it; with exchange, each takes the
+ * other's. */
+static void rename_nodes(struct ops_fs *fs, struct ops_node *dir, const char *oldb,
+			 const char *name, struct ops_node *ndir, const char *newb,
+			 const char *newname, const struct stat *src,
+			 const struct stat *dst, bool exchange)
 {
-	struct ops_node *n, *dead = NULL;
-	struct stat st;
+	struct ops_node *s = NULL, *d = NULL, *dead = NULL;
 
-	if (fstatat(dir->fd, backing, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return;
 	pthread_mutex_lock(&fs->table_lock);
-	n = table_find(fs, st.st_dev, st.st_ino);
-	if (n)
-		node_rename_locked(fs, n, dir, name, &dead);
+	if (src)
+		s = entry_node_locked(fs, src);
+	if (dst)
+		d = entry_node_locked(fs, dst);
+	if (d && d != s) {
+		node_name_drop_locked(fs, d, ndir, newb, &dead);
+		if (exchange)
+			node_name_add_locked(fs, d, dir, name, oldb, &dead);
+	}
+	if (s && s != d) {
+		node_name_add_locked(fs, s, ndir, newname, newb, &dead);
+		if (!(dir == ndir && strcmp(oldb, newb) == 0))
+			node_name_drop_locked(fs, s, dir, oldb, &dead);
+	}
 	pthread_mutex_unlock(&fs->table_lock);
 	free_dead(dead);
 }
@@ -1010,8 +1835,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct names_enc oldenc, newenc;
 	struct dying_dir dd = {.dp = NULL};
 	bool exchange = flags & RENAME_EXCHANGE;
-	struct stat st;
-	int ret;
+	struct stat st, srcst;
+	bool have_src, have_dst;
+	struct pol_req pr;
+	int pin = -1, ret;
 
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		ret = -EINVAL;
@@ -1026,6 +1853,28 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		ret = dir_encrypt(ndir, newname, &newenc);
 	if (ret < 0)
 		goto out;
+	have_src = fstatat(dir->fd, oldenc.backing, &srcst, AT_SYMLINK_NOFOLLOW) == 0;
+	/* A replaced entry is pinned until its node lets go of the name (see
+	 * pin_entry). */
+	ret = pin_entry(ndir, newenc.backing, &pin, &st);
+	if (ret < 0 && ret != -ENOENT)
+		goto out;
+	have_dst = ret == 0;
+	/* Leaving needs delete, arriving create; replacing an entry is a
+	 * write of it; an exchange leaves and arrives on both sides. */
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, POLICY_DELETE, "rename");
+	if (ret == 0)
+		ret = pol_dir(&pr, ndir, POLICY_CREATE, "rename");
+	if (ret == 0 && have_dst && !exchange)
+		ret = pol_dir(&pr, ndir, POLICY_WRITE, "rename");
+	if (ret == 0 && exchange)
+		ret = pol_dir(&pr, ndir, POLICY_DELETE, "rename");
+	if (ret == 0 && exchange)
+		ret = pol_dir(&pr, dir, POLICY_CREATE, "rename");
+	pol_end(&pr);
+	if (ret < 0)
+		goto out;
 	/* Exchange swaps objects and keeps both names, so sidecars stay.  A
 	 * plain rename needs the new name's sidecar before the entry. */
 	if (!exchange) {
@@ -1035,9 +1884,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	/* Replacing a directory: the backing one holds its IV, so the
 	 * backing rename would see it non-empty.  Strip it like rmdir. */
-	if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) &&
-	    fstatat(ndir->fd, newenc.backing, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISDIR(st.st_mode)) {
+	if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) && have_dst &&
+	    S_ISDIR(st.st_mode) &&
+	    !(have_src && srcst.st_ino == st.st_ino && srcst.st_dev == st.st_dev)) {
 		ret = dying_dir_strip(ndir->fd, newenc.backing, &dd);
 		if (ret < 0)
 			goto out;
@@ -1055,10 +1904,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	    faccessat(dir->fd, oldenc.backing, F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
 	    errno == ENOENT)
 		sidecar_drop(dir->fd, &oldenc);
-	rename_node(fs, ndir, newenc.backing, newname);
-	if (exchange)
-		rename_node(fs, dir, oldenc.backing, name);
+	rename_nodes(fs, dir, oldenc.backing, name, ndir, newenc.backing, newname,
+		     have_src ? &srcst : NULL, have_dst ? &st : NULL, exchange);
 out:
+	if (pin >= 0)
+		close(pin);
 	dying_dir_end(&dd, ret < 0);
 	fuse_reply_err(req, -ret);
 }
@@ -1067,27 +1917,73 @@ out:
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
+	struct pol_req pr;
 	struct stat st;
 	int ret;
 
-	(void)fi;
-	ret = node_stat(n, n->fd, &st);
+	if (fi && S_ISREG(n->type)) {
+		/* Through the caller's open file: works after unlink, and the
+		 * open was checked. */
+		if (fstat(ops_handle(fi)->fd, &st) != 0) {
+			fuse_reply_err(req, errno);
+			return;
+		}
+		stat_convert(n, ops_handle(fi)->fd, "", &st);
+		fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+		return;
+	}
+	/* The root is always visible (it is the mount point); a file with no
+	 * name left is reached only through a checked open. */
+	if (pol_begin(req, &pr) && n != &fs->root && node_named(fs, n))
+		ret = pol_node(&pr, n, POL_TRAVERSE, "getattr");
+	else
+		ret = 0;
+	pol_end(&pr);
+	if (ret == 0)
+		ret = node_stat(fs, n, &st);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		fuse_reply_attr(req, &st, ops_fs(req)->cfg.attr_timeout);
+		fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
+	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
+	struct ops_handle *h = fi && S_ISREG(n->type) ? ops_handle(fi) : NULL;
+	struct pol_req pr;
 	char proc[64];
 	struct stat st;
-	int tfd = -1, ret = 0;
+	int pfd = -1, tfd = -1, ret = 0;
+	bool own_pfd = false;
 
-	proc_path(proc, n->fd);
+	/* chmod, chown, utimes and truncate change the file: write in its
+	 * directory (for the root: in "/").  A file that has lost every name
+	 * has no directory: only a handle opened for writing (checked then)
+	 * may change it. */
+	if (pol_begin(req, &pr) && !(h && h->may_write && !node_named(fs, n)))
+		ret = pol_node(&pr, n, POLICY_WRITE,
+			       (valid & FUSE_SET_ATTR_SIZE) ? "truncate" : "setattr");
+	pol_end(&pr);
+	if (ret < 0)
+		goto out;
+	if (n->fd >= 0) {
+		pfd = n->fd;
+	} else if (h) {
+		pfd = h->fd;
+	} else {
+		pfd = node_open(fs, n, O_PATH, &st);
+		if (pfd < 0) {
+			ret = pfd;
+			goto out;
+		}
+		own_pfd = true;
+	}
+	proc_path(proc, pfd);
 	if ((valid & FUSE_SET_ATTR_MODE) && !S_ISLNK(n->type)) {
 		if (chmod(proc, attr->st_mode & 07777) != 0) {
 			ret = -errno;
@@ -1098,7 +1994,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) !=
+		if (fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) !=
 		    0) {
 			ret = -errno;
 			goto out;
@@ -1111,8 +2007,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 			ret = S_ISDIR(n->type) ? -EISDIR : -EINVAL;
 			goto out;
 		}
-		if (fi) {
-			fd = ops_handle(fi)->fd;
+		if (h) {
+			fd = h->fd;
 		} else {
 			tfd = open(proc, O_RDWR | O_CLOEXEC);
 			if (tfd < 0) {
@@ -1137,32 +2033,53 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 			tv[1].tv_nsec = UTIME_NOW;
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
-		if (utimensat(n->fd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+		if (utimensat(pfd, "", tv, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
 			ret = -errno;
 			goto out;
 		}
 	}
-	ret = node_stat(n, n->fd, &st);
+	if (fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+		ret = -errno;
+	else
+		stat_convert(n, pfd, "", &st);
 out:
 	if (tfd >= 0)
 		close(tfd);
+	if (own_pfd)
+		close(pfd);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		fuse_reply_attr(req, &st, ops_fs(req)->cfg.attr_timeout);
+		fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
 	char stored[LINKTARGET_STORED_MAX];
 	char plain[LINKTARGET_PLAIN_MAX + 1];
+	char backing[NAMES_BACKING_MAX + 1];
+	struct ops_node *dir;
+	struct pol_req pr;
+	struct stat st;
 	ssize_t len;
 	int ret;
 
-	len = readlinkat(n->fd, "", stored, sizeof(stored));
-	if (len < 0) {
-		fuse_reply_err(req, errno);
+	pol_begin(req, &pr);
+	ret = pol_node(&pr, n, POL_TRAVERSE, "readlink");
+	pol_end(&pr);
+	if (ret == 0)
+		ret = S_ISLNK(n->type) ? node_find(fs, n, &dir, backing, &st) : -EINVAL;
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	len = readlinkat(dir->fd, backing, stored, sizeof(stored));
+	ret = len < 0 ? -errno : 0;
+	node_unref(fs, dir, 1);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
 	if ((size_t)len >= sizeof(stored)) {
@@ -1180,15 +2097,13 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	struct ops_node *n = ops_node(req, ino);
 	struct stat st;
+	int ret;
 
 	/* Mode bits are the kernel's (default_permissions). */
 	(void)mask;
-	if (fstatat(n->fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-		fuse_reply_err(req, errno);
-	else
-		fuse_reply_err(req, 0);
+	ret = node_stat(ops_fs(req), ops_node(req, ino), &st);
+	fuse_reply_err(req, -ret);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1222,22 +2137,34 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	fuse_reply_err(req, ENOSYS);
 }
 
+/* Changing xattrs is a write: a denial is reported as such before the
+ * (global) "not supported". */
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
-	(void)ino;
+	struct pol_req pr;
+	int ret;
+
 	(void)name;
 	(void)value;
 	(void)size;
 	(void)flags;
-	fuse_reply_err(req, ENOSYS);
+	pol_begin(req, &pr);
+	ret = pol_node(&pr, ops_node(req, ino), POLICY_WRITE, "setxattr");
+	pol_end(&pr);
+	fuse_reply_err(req, ret < 0 ? -ret : ENOSYS);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	(void)ino;
+	struct pol_req pr;
+	int ret;
+
 	(void)name;
-	fuse_reply_err(req, ENOSYS);
+	pol_begin(req, &pr);
+	ret = pol_node(&pr, ops_node(req, ino), POLICY_WRITE, "removexattr");
+	pol_end(&pr);
+	fuse_reply_err(req, ret < 0 ? -ret : ENOSYS);
 }
 
 /* ---- files ---------------------------------------------------------------- */
@@ -1258,26 +2185,45 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
+	int acc = fi->flags & O_ACCMODE;
 	struct ops_handle *h = NULL;
-	char proc[64];
+	struct pol_req pr;
+	struct stat st;
+	bool damaged;
 	int fd = -1, ret;
 
 	if (!S_ISREG(n->type)) {
 		ret = S_ISDIR(n->type) ? -EISDIR : -EINVAL;
 		goto out;
 	}
-	proc_path(proc, n->fd);
-	fd = open(proc, backing_flags(fs, fi->flags));
+	/* Write first: a refused open must not use up the read rate. */
+	pol_begin(req, &pr);
+	ret = 0;
+	if (acc != O_RDONLY || (fi->flags & O_TRUNC))
+		ret = pol_node(&pr, n, POLICY_WRITE, "open");
+	if (ret == 0 && acc != O_WRONLY)
+		ret = pol_node(&pr, n, POL_OPEN_READ, "open");
+	pol_end(&pr);
+	if (ret < 0)
+		goto out;
+	fd = node_open(fs, n, backing_flags(fs, fi->flags), &st);
 	if (fd < 0) {
-		ret = -errno;
+		ret = fd;
 		goto out;
 	}
-	h = malloc(sizeof(*h));
+	/* A ciphertext of impossible length is damaged.  It stats as empty
+	 * (so ls, fsck and rm work), but must not read as empty: direct I/O
+	 * sends every read here despite the size 0, and format_file_read
+	 * answers EIO.  The open itself succeeds, so tools can still fstat,
+	 * truncate (O_TRUNC cuts it back) or read it block by block. */
+	damaged = format_plain_size(st.st_size) < 0;
+	h = calloc(1, sizeof(*h));
 	if (!h) {
 		ret = -ENOMEM;
 		goto out;
 	}
 	h->fd = fd;
+	h->may_write = acc != O_RDONLY || (fi->flags & O_TRUNC);
 	if (fi->flags & O_TRUNC) {
 		ret = node_truncate(n, fd, 0);
 	} else {
@@ -1287,14 +2233,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ret < 0)
 		goto out;
+	handle_attach(fs, n, h);
 	fi->fh = (uintptr_t)h;
 	/* Every change passes through this mount: the page cache stays
 	 * valid from one open to the next. */
-	fi->keep_cache = 1;
+	fi->keep_cache = !damaged;
+	fi->direct_io = damaged && !(fi->flags & O_TRUNC);
 	if (fuse_reply_open(req, fi) != 0) {
 		/* Interrupted: no release will come for this handle. */
-		close(fd);
-		free(h);
+		handle_free(fs, h);
 	}
 	return;
 out:
@@ -1319,13 +2266,20 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	gid_t gid;
 	int fd = -1, ret;
 
+	/* Creating grants the new file's handle: a drop box (create only)
+	 * can write what it creates. */
+	ret = check_create(req, dir, "create");
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
 	ret = new_owner(req, dir, &uid, &gid);
 	if (ret < 0)
 		goto out;
-	h = malloc(sizeof(*h));
+	h = calloc(1, sizeof(*h));
 	if (!h) {
 		ret = -ENOMEM;
 		goto out;
@@ -1364,11 +2318,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	pthread_rwlock_unlock(&n->lock);
 	h->fd = fd;
+	h->may_write = true;
+	handle_attach(fs, n, h);
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 1;
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		close(fd);
-		free(h);
+		handle_free(fs, h);
 		node_unref(fs, n, 1);
 	}
 	return;
@@ -1441,11 +2396,8 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct ops_handle *h = ops_handle(fi);
-
 	(void)ino;
-	close(h->fd);
-	free(h);
+	handle_free(ops_fs(req), ops_handle(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -1467,6 +2419,17 @@ static struct ops_dir *ops_dir(struct fuse_file_info *fi)
 	return (struct ops_dir *)(uintptr_t)fi->fh;
 }
 
+static int check_list(fuse_req_t req, struct ops_node *dir, const char *opname)
+{
+	struct pol_req pr;
+	int ret;
+
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, POLICY_LIST, opname);
+	pol_end(&pr);
+	return ret;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_node *n = ops_node(req, ino);
@@ -1475,6 +2438,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (!n->iv_ok) {
 		fuse_reply_err(req, EIO);
+		return;
+	}
+	err = -check_list(req, n, "opendir");
+	if (err) {
+		fuse_reply_err(req, err);
 		return;
 	}
 	d = calloc(1, sizeof(*d));
@@ -1522,6 +2490,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 	char *buf, *p;
 	int err = 0;
 
+	/* Checked on every call too: a policy applied while the directory is
+	 * open governs the rest of the listing. */
+	err = -check_list(req, dir, "readdir");
+	if (err) {
+		fuse_reply_err(req, err);
+		return;
+	}
 	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -1585,9 +2560,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 					continue;
 				}
 				if (r == -EMFILE || r == -ENFILE || r == -ENOMEM) {
-					/* Out of descriptors for nodes: send the name
-					 * alone (nodeid 0), as plain readdir would; a
-					 * later lookup may succeed. */
+					/* Out of descriptors (a directory) or memory:
+					 * send the name alone (nodeid 0), as plain
+					 * readdir would; a later lookup may succeed. */
 					memset(&e, 0, sizeof(e));
 					e.attr.st_ino = d->entry->d_ino;
 					e.attr.st_mode = (mode_t)d->entry->d_type << 12;
@@ -1723,17 +2698,32 @@ int ops_fs_init(struct ops_fs *fs, struct store *store, const struct ops_config 
 		return -EINVAL;
 	fs->store = store;
 	fs->cfg = *cfg;
+	atomic_init(&fs->pol_on, false);
 	if (pthread_mutex_init(&fs->table_lock, NULL) != 0)
 		return -ENOMEM;
-	if (pthread_rwlock_init(&root->lock, NULL) != 0) {
+	if (pthread_mutex_init(&fs->pol_lock, NULL) != 0) {
 		ret = -ENOMEM;
 		goto fail_mutex;
 	}
+	if (pthread_mutex_init(&fs->reload_lock, NULL) != 0) {
+		ret = -ENOMEM;
+		goto fail_pol_lock;
+	}
+	if (pthread_rwlock_init(&root->lock, NULL) != 0) {
+		ret = -ENOMEM;
+		goto fail_reload_lock;
+	}
+	ret = creds_cache_new(CREDS_CACHE_SLOTS, CREDS_TTL_US, &fs->creds);
+	if (ret < 0)
+		goto fail_rwlock;
+	ret = creds_rate_new(CREDS_RATE_SLOTS, &fs->rate);
+	if (ret < 0)
+		goto fail_creds;
 	fs->nbuckets = OPS_INITIAL_BUCKETS;
 	fs->buckets = calloc(fs->nbuckets, sizeof(*fs->buckets));
 	if (!fs->buckets) {
 		ret = -ENOMEM;
-		goto fail_rwlock;
+		goto fail_rate;
 	}
 	root->fd = openat(store->tree_fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root->fd < 0) {
@@ -1761,8 +2751,18 @@ fail_fd:
 fail_buckets:
 	free(fs->buckets);
 	fs->buckets = NULL;
+fail_rate:
+	creds_rate_free(fs->rate);
+	fs->rate = NULL;
+fail_creds:
+	creds_cache_free(fs->creds);
+	fs->creds = NULL;
 fail_rwlock:
 	pthread_rwlock_destroy(&root->lock);
+fail_reload_lock:
+	pthread_mutex_destroy(&fs->reload_lock);
+fail_pol_lock:
+	pthread_mutex_destroy(&fs->pol_lock);
 fail_mutex:
 	pthread_mutex_destroy(&fs->table_lock);
 	return ret;
@@ -1780,6 +2780,12 @@ void ops_fs_destroy(struct ops_fs *fs)
 			node_free(n);
 		}
 	}
+	while (fs->detached) {
+		struct ops_node *n = fs->detached;
+
+		fs->detached = n->dnext;
+		node_free(n);
+	}
 	free(fs->buckets);
 	fs->buckets = NULL;
 	fs->count = 0;
@@ -1788,5 +2794,11 @@ void ops_fs_destroy(struct ops_fs *fs)
 	fs->root.fd = -1;
 	crypt_wipe(fs->root.iv, sizeof(fs->root.iv));
 	pthread_rwlock_destroy(&fs->root.lock);
+	pol_put(fs->pol);
+	fs->pol = NULL;
+	creds_rate_free(fs->rate);
+	creds_cache_free(fs->creds);
+	pthread_mutex_destroy(&fs->reload_lock);
+	pthread_mutex_destroy(&fs->pol_lock);
 	pthread_mutex_destroy(&fs->table_lock);
 }

@@ -29,22 +29,63 @@ struct ops_config {
 	bool debug;           /* -d: libfuse logs every request */
 };
 
+/* One name of a node: a directory entry that reaches it.  A hard-linked
+ * file has several; a file unlinked while open has none. */
+struct ops_name {
+	struct ops_name *next;   /* the node's other names; fs->table_lock */
+	struct ops_node *parent; /* directory holding the entry; the name holds
+				    one reference on it */
+	char *name;              /* plaintext name (inside this allocation) */
+	char backing[];          /* encrypted entry name in parent */
+};
+
+/* An open regular file (fi->fh). */
+struct ops_handle {
+	int fd;                    /* backing fd: O_RDWR if the caller may write,
+				      else O_RDONLY */
+	bool may_write;            /* opened for writing: the policy said so
+				      at open (or create) */
+	struct ops_node *node;     /* the file */
+	struct ops_handle *next;   /* node's other handles; fs->table_lock */
+	struct ops_handle **pprev; /* link that points here; fs->table_lock */
+};
+
 /*
  * One backing object the kernel knows about (FUSE nodeid = its address).
  * Fields marked "immutable" are set before the node is published in the
  * table and never change; the others name the lock that guards them.
+ *
+ * Only directories keep a descriptor (they anchor every *at call and are
+ * few); every other node is reached again through one of its names
+ * (parent's fd + backing name), checked against (dev, ino), so a
+ * directory of 100k files costs no descriptors.
  */
 struct ops_node {
 	struct ops_node *hnext;        /* hash chain; fs->table_lock */
-	uint64_t refs;                 /* kernel lookups + children whose parent
-					  this is; fs->table_lock */
-	struct ops_node *parent;       /* last directory it was named in (NULL for
-					  the root); fs->table_lock */
-	char *name;                    /* plaintext name in parent (malloc'd;
-					  NULL for the root); fs->table_lock */
+	uint64_t refs;                 /* kernel lookups + names of other nodes
+					  whose parent this is; fs->table_lock */
+	struct ops_name *names;        /* names the kernel reached it by, most
+					  recently used first (paths use the
+					  first); NULL for the root and for files
+					  unlinked while open; fs->table_lock */
+	struct ops_handle *open;       /* regular files: open handles (reach a
+					  file that has lost every name);
+					  fs->table_lock */
+	bool in_table;                 /* findable by (dev, ino); cleared when a
+					  file has neither names nor handles
+					  left, since its inode number may then
+					  be reused by a new file;
+					  fs->table_lock */
+	struct ops_node *dnext;        /* detached (not in_table) nodes still
+					  referenced by the kernel, freed at
+					  unmount; fs->table_lock */
+	struct ops_node **dpprev;      /* link that points here on that list,
+					  NULL if not on it; fs->table_lock */
 	dev_t dev;                     /* backing st_dev; immutable */
 	ino_t ino;                     /* backing st_ino; immutable */
-	int fd;                        /* O_PATH fd of the backing object; immutable */
+	int fd;                        /* directories: O_PATH fd of the backing
+					  directory; -1 for anything else;
+					  immutable */
 	mode_t type;                   /* S_IFMT bits; immutable */
 	uint64_t generation;           /* FUSE generation; immutable */
 	const struct keyring *ring;    /* keyring for names below and content;
@@ -60,17 +101,35 @@ struct ops_node {
 					  every handle (ff.fd unused); lock */
 };
 
+/* A loaded policy version (opaque; ops.c). */
+struct ops_policy;
+struct creds_cache;
+struct creds_rate;
+
 /* The mounted file system. */
 struct ops_fs {
-	struct store *store;        /* unlocked store; owned by main */
-	struct ops_config cfg;      /* immutable once mounted */
-	pthread_mutex_t table_lock; /* guards the node table and the fields
-				       of nodes marked fs->table_lock */
-	struct ops_node **buckets;  /* hash table by (dev, ino); table_lock */
-	size_t nbuckets;            /* power of two; table_lock */
-	size_t count;               /* nodes in the table; table_lock */
-	uint64_t next_generation;   /* table_lock */
-	struct ops_node root;       /* FUSE_ROOT_ID; never in the table */
+	struct store *store;         /* unlocked store; owned by main */
+	struct ops_config cfg;       /* immutable once mounted */
+	pthread_mutex_t table_lock;  /* guards the node table and the fields
+					of nodes marked fs->table_lock */
+	struct ops_node **buckets;   /* hash table by (dev, ino); table_lock */
+	size_t nbuckets;             /* power of two; table_lock */
+	size_t count;                /* nodes in the table; table_lock */
+	uint64_t next_generation;    /* table_lock */
+	struct ops_node root;        /* FUSE_ROOT_ID; never in the table */
+	struct ops_node *detached;   /* nodes taken out of the table while the
+					kernel still references them;
+					table_lock */
+	atomic_bool pol_on;          /* a policy has been in force: checks run
+					(never cleared: a store cannot go back
+					to mode bits alone while mounted) */
+	pthread_mutex_t pol_lock;    /* guards pol: the swap and taking a
+					reference; held for a few instructions */
+	struct ops_policy *pol;      /* policy in force, NULL = mode bits alone;
+					pol_lock */
+	pthread_mutex_t reload_lock; /* one reload at a time */
+	struct creds_cache *creds;   /* callers' groups (CREDS_TTL_US old at most) */
+	struct creds_rate *rate;     /* read_rate counters per (uid, rule) */
 };
 
 /* The operations table passed to fuse_session_new. */
@@ -81,7 +140,7 @@ extern const struct fuse_lowlevel_ops ops_lowlevel;
 int ops_fs_init(struct ops_fs *fs, struct store *store,
 		const struct ops_config *cfg) MUST_CHECK;
 
-/* Frees every node (after the session loop has ended). */
+/* Frees every node and the policy (after the session loop has ended). */
 void ops_fs_destroy(struct ops_fs *fs);
 
 /* The plaintext path of a node from the mount root ("/" for the root),
@@ -89,5 +148,16 @@ void ops_fs_destroy(struct ops_fs *fs);
  * Returns the length or -ENAMETOOLONG if cap is too small. */
 int ops_node_path(struct ops_fs *fs, const struct ops_node *n, char *buf,
 		  size_t cap) MUST_CHECK;
+
+/*
+ * Loads the newest stored policy version, checks its MAC, parses it and
+ * resolves its user and group names (NSS), then puts it in force for the
+ * next operation; readers still using the old version keep it until they
+ * finish.  0 (msg: which version is in force), -ENOENT: no policy stored
+ * (mode bits alone; nothing changes), -EBADMSG: the stored policy fails
+ * authentication, -EINVAL: it does not parse, other -errno.  On any error
+ * the policy in force stays; msg says why in one line.
+ */
+int ops_policy_reload(struct ops_fs *fs, char *msg, size_t cap) MUST_CHECK;
 
 #endif

@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "control.h"
 #include "policy.h"
 #include "policy_store.h"
 
@@ -63,7 +64,9 @@ static void usage(FILE *f)
 	      "         groups unknown on this machine as warnings; exit 1 on errors\n"
 	      "apply    validate FILE, show the difference from the policy in force,\n"
 	      "         ask, and store it as a new authenticated version; a running\n"
-	      "         daemon uses it for the next operation\n"
+	      "         daemon is told at once (STORE/control.sock) and uses it for\n"
+	      "         the next operation; exit 1 if it refuses it (it then keeps\n"
+	      "         the policy it had)\n"
 	      "show     print the policy in force (or version N) and who applied it\n"
 	      "explain  what USER (name or number) may do in directory DIR (a path\n"
 	      "         inside the mount) and which rule decided it\n"
@@ -372,6 +375,26 @@ static bool confirm(const char *question)
 	return line[0] == 'y' || line[0] == 'Y';
 }
 
+/* Tells a daemon serving the store to load the newest version now, so it
+ * is in force for the next operation once apply returns.  No daemon: the
+ * next mount loads it.  CLI_OK or CLI_FAIL (the daemon refused it and
+ * keeps its old policy). */
+static int notify_daemon(const char *storepath)
+{
+	char reply[CONTROL_MSG_MAX];
+	int rc = control_request(storepath, "policy-reload", reply, sizeof(reply));
+
+	if (rc == -ENOENT || rc == -ECONNREFUSED)
+		return CLI_OK;
+	if (rc == 0) {
+		printf("running daemon: %s\n", reply);
+		return CLI_OK;
+	}
+	cli_err(VERB, "%s: the running daemon did not take the new policy: %s", storepath,
+		reply[0] ? reply : strerror(-rc));
+	return CLI_FAIL;
+}
+
 static int do_apply(const char *storepath, const char *file, bool yes, bool dry_run,
 		    const struct cli_unlock *how)
 {
@@ -408,7 +431,8 @@ static int do_apply(const char *storepath, const char *file, bool yes, bool dry_
 	if (cur.text && strcmp(cur.text, text) == 0) {
 		printf("policy unchanged: version %" PRId64 " is already this text\n",
 		       cur.version);
-		ret = CLI_OK;
+		/* A daemon that missed the last notice catches up. */
+		ret = dry_run ? CLI_OK : notify_daemon(storepath);
 		goto out;
 	}
 	if (cur.text) {
@@ -453,7 +477,7 @@ static int do_apply(const char *storepath, const char *file, bool yes, bool dry_
 	}
 	printf("applied policy version %" PRId64 " (%zu sections)\n", version,
 	       policy_nrules(p));
-	ret = CLI_OK;
+	ret = notify_daemon(storepath);
 out:
 	catalog_policy_clear(&cur);
 	store_close(st);
