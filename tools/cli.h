@@ -34,6 +34,7 @@ int cmd_release(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_retention(int argc, char **argv); /* cmd_retention.c: report|sweep */
 int cmd_report(int argc, char **argv);    /* cmd_report.c: register of processing */
+int cmd_export(int argc, char **argv);
 
 /* How a verb unlocks the store: exactly one source may be set; with none,
  * the passphrase is read from the terminal. */
@@ -96,5 +97,16 @@ int cli_new_passphrase(const char *verb, const char *passfile, struct secret **o
 /* UTC microseconds as ISO 8601, e.g. "2026-11-24T05:10:36Z". */
 #define CLI_TIME_MAX 32
 void cli_time_iso(int64_t us, char out[CLI_TIME_MAX]);
+
+/* --- Added by the daemon engineer (additive). --- */
+
+/* Records an administrative event (op AUDIT_OP_POLICY, _KEYS, ...;
+ * outcome 0 or an errno; detail without names) in st's audit log: through
+ * the running daemon (control verb audit-admin) if the store is mounted,
+ * else by opening the log itself (the store must be open read-write).
+ * *seq (may be NULL) gets the record's position.  Prints the one-line
+ * error itself; 0 or -errno. */
+int cli_audit_admin(const char *verb, struct store *st, const char *op, int outcome,
+		    const char *detail, uint64_t *seq);
 
 #endif

@@ -37,6 +37,7 @@ static const struct verb verbs[] = {
 	{"audit", cmd_audit, "show, verify or print the head of the audit log"},
 	{"retention", cmd_retention, "report what is kept and due; sweep what is due"},
 	{"report", cmd_report, "register of processing for the DPO (Markdown/HTML)"},
+	{"export", cmd_export, "data-subject access package: files, manifest, audit"},
 };
 
 static void usage(FILE *f)
