@@ -19,6 +19,7 @@
  * after `custodian policy apply`.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -34,6 +35,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "control.h"
 #include "crypt.h"
 #include "ops.h"
@@ -56,6 +58,9 @@ struct cfs_opts {
 	double entry_timeout; /* -o entry_timeout= */
 	int readonly;         /* -o ro (also passed on to the mount) */
 	int no_allow_other;   /* -o noallow_other: only the mounting user */
+	char *audit_sync;     /* -o audit_sync=normal|full */
+	char *audit_syslog;   /* -o audit_syslog=yes|no */
+	char *audit_batch_ms; /* -o audit_batch_ms=N */
 };
 
 enum {
@@ -83,6 +88,9 @@ static const struct fuse_opt cfs_opt_spec[] = {
 	CFS_OPT("attr_timeout=%lf", attr_timeout, 0),
 	CFS_OPT("entry_timeout=%lf", entry_timeout, 0),
 	CFS_OPT("noallow_other", no_allow_other, 1),
+	CFS_OPT("audit_sync=%s", audit_sync, 0),
+	CFS_OPT("audit_syslog=%s", audit_syslog, 0),
+	CFS_OPT("audit_batch_ms=%s", audit_batch_ms, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_END,
@@ -189,6 +197,20 @@ static void usage(const char *prog)
 	       "policy and\n"
 	       "                           mode bits decide what they may do)\n"
 	       "    -o noallow_other       only the mounting user may use the mount\n"
+	       "\n"
+	       "Audit log (always on; every open, denial and change is recorded\n"
+	       "before the caller gets its answer; see docs/audit.md):\n"
+	       "    -o audit_sync=normal|full\n"
+	       "                           normal: a record survives a crash of the "
+	       "daemon;\n"
+	       "                           full: also a power loss (fdatasync, group\n"
+	       "                           commit) (default: normal)\n"
+	       "    -o audit_syslog=yes|no also send each record, without names, to "
+	       "syslog\n"
+	       "                           (LOG_AUTHPRIV) (default: no)\n"
+	       "    -o audit_batch_ms=N    longest wait before records are committed to "
+	       "the\n"
+	       "                           database (default: %d)\n"
 	       "    always set: -o default_permissions,fsname=<realpath of STORE>,"
 	       "subtype=custodian\n"
 	       "\n"
@@ -210,8 +232,8 @@ static void usage(const char *prog)
 	       "CPUs))\n"
 	       "\n"
 	       "FUSE mount options (passed through):\n",
-	       prog, prog, CFS_DEFAULT_TIMEOUT, CFS_DEFAULT_TIMEOUT, CFS_IDLE_THREADS,
-	       CFS_MIN_THREADS);
+	       prog, prog, CFS_DEFAULT_TIMEOUT, CFS_DEFAULT_TIMEOUT,
+	       AUDIT_BATCH_MS_DEFAULT, CFS_IDLE_THREADS, CFS_MIN_THREADS);
 	fflush(stdout);
 	fuse_lowlevel_help();
 	printf("    -o ro, -o rw, -o nosuid, -o nodev, -o noexec, -o noatime, ...\n"
@@ -433,11 +455,33 @@ static unsigned default_max_threads(void)
 
 /* ---- control channel ------------------------------------------------------ */
 
-/* "policy-reload": put the newest stored policy in force now. */
+/* Records an event of the daemon itself or of an administrator (who:
+ * NULL = this process).  0 or -errno. */
+static int audit_admin(struct ops_fs *fs, const struct audit_who *who, const char *op,
+		       int outcome, const char *detail)
+{
+	struct audit_who self;
+	struct audit_event ev = {
+		.op = op,
+		.outcome = outcome < 0 ? -outcome : outcome,
+		.detail = detail,
+	};
+
+	if (!who) {
+		audit_who_self(&self);
+		who = &self;
+	}
+	ev.who = who;
+	return audit_append(fs->audit, &ev, NULL);
+}
+
+/* "policy-reload": put the newest stored policy in force now (recorded:
+ * op policy, the outcome and the reply, which holds no names). */
 static int ctl_policy_reload(void *ctx, const char *args, char *reply, size_t cap)
 {
 	struct ops_fs *fs = ctx;
-	int ret;
+	char detail[CONTROL_MSG_MAX];
+	int ret, aret;
 
 	(void)args;
 	ret = ops_policy_reload(fs, reply, cap);
@@ -446,6 +490,103 @@ static int ctl_policy_reload(void *ctx, const char *args, char *reply, size_t ca
 		ret = atomic_load(&fs->pol_on) ? -ENODATA : 0;
 	fuse_log(ret < 0 ? FUSE_LOG_ERR : FUSE_LOG_INFO,
 		 "custodianfs: policy reload: %s\n", reply);
+	snprintf(detail, sizeof(detail), "reload: %s", reply);
+	aret = audit_admin(fs, NULL, AUDIT_OP_POLICY, ret, detail);
+	if (aret < 0 && ret == 0) {
+		snprintf(reply, cap, "policy reloaded but not recorded: %s",
+			 strerror(-aret));
+		ret = -EIO;
+	}
+	return ret;
+}
+
+/*
+ * "audit-admin PID OP OUTCOME DETAIL": an admin tool that changed the
+ * store while it is mounted (the daemon holds the journal lock) records
+ * its event through the daemon.  Only root reaches the channel; the
+ * record's who is looked up from PID (the tool, still waiting for the
+ * reply).  Replies "seq N".
+ */
+static int ctl_audit_admin(void *ctx, const char *args, char *reply, size_t cap)
+{
+	struct ops_fs *fs = ctx;
+	struct audit_event ev = {0};
+	struct audit_who who;
+	char op[16];
+	long pid;
+	int outcome, used = 0, ret;
+	uint64_t seq;
+
+	if (sscanf(args, "%ld %15s %d %n", &pid, op, &outcome, &used) < 3 || used == 0 ||
+	    pid <= 0 || pid > INT32_MAX || outcome < 0) {
+		snprintf(reply, cap, "usage: audit-admin PID OP OUTCOME DETAIL");
+		return -EINVAL;
+	}
+	/* The tool runs as root: uid/gid are its own. */
+	audit_who((pid_t)pid, 0, 0, &who);
+	ev.op = op;
+	ev.outcome = outcome;
+	ev.who = &who;
+	ev.detail = args + used;
+	ret = audit_append(fs->audit, &ev, &seq);
+	if (ret < 0) {
+		snprintf(reply, cap, "cannot record: %s", strerror(-ret));
+		return ret;
+	}
+	ret = audit_flush(fs->audit);
+	if (ret < 0) {
+		snprintf(reply, cap, "recorded in the journal, not yet committed: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	snprintf(reply, cap, "seq %" PRIu64, seq);
+	return 0;
+}
+
+/* The -o audit_* options into ao; prints the one-line failure. */
+static int parse_audit_options(const struct cfs_opts *o, struct audit_options *ao)
+{
+	const struct {
+		const char *key;
+		const char *val;
+	} kv[] = {
+		{"audit_sync", o->audit_sync},
+		{"audit_syslog", o->audit_syslog},
+		{"audit_batch_ms", o->audit_batch_ms},
+	};
+
+	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+		if (!kv[i].val)
+			continue;
+		if (audit_option(ao, kv[i].key, kv[i].val) != 0) {
+			fprintf(stderr, "custodianfs: %s: invalid value for -o %s: %s\n",
+				o->store, kv[i].key, kv[i].val);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Opens the audit log (takes the journal lock, replays it); prints the
+ * one-line failure.  Without it the daemon does not mount. */
+static int open_audit(struct ops_fs *fs, struct store *st, const struct audit_options *ao,
+		      const char *store)
+{
+	int ret = audit_open(st, ao, &fs->audit);
+
+	if (ret == -EBUSY)
+		fprintf(stderr,
+			"custodianfs: %s: the audit log is in use by another process "
+			"(already mounted?)\n",
+			store);
+	else if (ret == -EBADMSG)
+		fprintf(stderr,
+			"custodianfs: %s: the audit journal %s is damaged; move it aside "
+			"to mount (custodian audit verify then names any gap)\n",
+			store, AUDIT_JOURNAL_FILE);
+	else if (ret < 0)
+		fprintf(stderr, "custodianfs: %s: cannot open the audit log: %s\n", store,
+			ret == -EROFS ? "the store is read-only" : strerror(-ret));
 	return ret;
 }
 
@@ -471,6 +612,8 @@ static int start_control(struct control **out, struct ops_fs *fs, const char *st
 	ret = control_new(&c);
 	if (ret == 0)
 		ret = control_register(c, "policy-reload", ctl_policy_reload, fs);
+	if (ret == 0)
+		ret = control_register(c, "audit-admin", ctl_audit_admin, fs);
 	if (ret == 0)
 		ret = control_listen(c, store);
 	if (ret == -EROFS) {
@@ -511,7 +654,10 @@ int main(int argc, char *argv[])
 	struct ops_config cfg;
 	struct ops_fs fs;
 	struct control *ctl = NULL;
+	struct audit_options ao;
 	const char *why = NULL;
+	bool mounted = false;
+	char detail[128];
 	char *store_real = NULL;
 	int notify_fd = -1;
 	int status = 1;
@@ -519,6 +665,7 @@ int main(int argc, char *argv[])
 
 	memset(&copts, 0, sizeof(copts));
 	memset(&fs, 0, sizeof(fs));
+	memset(&ao, 0, sizeof(ao));
 	fuse_set_log_func(cfs_log);
 	/* The kernel already applied the caller's umask to every mode. */
 	umask(0);
@@ -560,6 +707,8 @@ int main(int argc, char *argv[])
 			o.store);
 		goto out_cmdline;
 	}
+	if (parse_audit_options(&o, &ao) < 0)
+		goto out_cmdline;
 	store_real = realpath(o.store, NULL);
 	if (!store_real) {
 		fprintf(stderr, "custodianfs: %s: %s\n", o.store,
@@ -582,7 +731,9 @@ int main(int argc, char *argv[])
 	}
 	no_core_dumps();
 	raise_fd_limit();
-	ret = store_open(o.store, o.readonly, &st);
+	/* Read-write even with -o ro: a read-only mount is still audited
+	 * (the kernel refuses every change with EROFS). */
+	ret = store_open(o.store, false, &st);
 	if (ret < 0) {
 		fprintf(stderr, "custodianfs: %s: %s\n", o.store, store_strerror(ret));
 		goto out_notify;
@@ -605,6 +756,15 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "custodianfs: %s: %s\n", o.store, store_strerror(ret));
 		goto out_store;
 	}
+	ret = open_audit(&fs, st, &ao, o.store);
+	if (ret < 0)
+		goto out_fs;
+	ret = ops_reserve_open(&fs);
+	if (ret < 0)
+		fuse_log(FUSE_LOG_WARNING,
+			 "custodianfs: %s: no audit reserve (%s): on a full disk "
+			 "reads will fail too (they cannot be recorded)\n",
+			 o.store, strerror(-ret));
 	ret = load_policy(&fs, o.store);
 	if (ret < 0)
 		goto out_fs;
@@ -630,6 +790,21 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(se, copts.mountpoint) != 0) {
 		fprintf(stderr, "custodianfs: %s: %s\n", o.store,
 			setup_error[0] ? setup_error : "cannot mount");
+		goto out_signals;
+	}
+
+	mounted = true;
+	snprintf(detail, sizeof(detail), "%s allow_other=%s audit_sync=%s policy=%s",
+		 o.readonly ? "ro" : "rw",
+		 geteuid() == 0 && !o.no_allow_other ? "yes" : "no",
+		 ao.sync == AUDIT_SYNC_FULL ? "full" : "normal",
+		 atomic_load(&fs.pol_on) ? "yes" : "no");
+	ret = audit_admin(&fs, NULL, AUDIT_OP_MOUNT, 0, detail);
+	if (ret < 0) {
+		fprintf(stderr, "custodianfs: %s: cannot write the audit log: %s\n",
+			o.store, strerror(-ret));
+		mounted = false;
+		fuse_session_unmount(se);
 		goto out_signals;
 	}
 
@@ -676,6 +851,17 @@ out_session:
 out_fs:
 	/* No verb may run against a file system being torn down. */
 	control_close(ctl);
+	if (mounted) {
+		ret = audit_admin(&fs, NULL, AUDIT_OP_UNMOUNT, 0,
+				  status == 0 ? "clean" : "session loop failed");
+		if (ret < 0)
+			fuse_log(FUSE_LOG_ERR,
+				 "custodianfs: the unmount could not be recorded: %s\n",
+				 strerror(-ret));
+	}
+	/* Commits what the journal holds and releases its lock. */
+	audit_close(fs.audit);
+	fs.audit = NULL;
 	ops_fs_destroy(&fs);
 out_store:
 	store_close(st);
@@ -692,6 +878,9 @@ out_args:
 	free(o.passfile);
 	free(o.extpass);
 	free(o.keyfile);
+	free(o.audit_sync);
+	free(o.audit_syslog);
+	free(o.audit_batch_ms);
 	if (log_mode == CFS_LOG_SYSLOG)
 		closelog();
 	return status;

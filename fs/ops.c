@@ -674,6 +674,30 @@ static int node_stat(struct ops_fs *fs, struct ops_node *n, struct stat *st)
 	return ret;
 }
 
+/* Counts one read or write through h for its release record (two relaxed
+ * atomic adds: no lock, no syscall on the data path). */
+static void handle_count(struct ops_handle *h, bool write, uint64_t bytes)
+{
+	if (!h->audit_release)
+		return;
+	if (write) {
+		atomic_fetch_add_explicit(&h->wbytes, bytes, memory_order_relaxed);
+		atomic_fetch_add_explicit(&h->wcalls, 1, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&h->rbytes, bytes, memory_order_relaxed);
+		atomic_fetch_add_explicit(&h->rcalls, 1, memory_order_relaxed);
+	}
+}
+
+static void handle_opener(fuse_req_t req, struct ops_handle *h)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+
+	h->uid = c->uid;
+	h->gid = c->gid;
+	h->pid = c->pid;
+}
+
 /* Links an open handle into its node's list. */
 static void handle_attach(struct ops_fs *fs, struct ops_node *n, struct ops_handle *h)
 {
@@ -852,6 +876,11 @@ struct pol_req {
 	struct ops_policy *pol;     /* referenced policy; NULL = none: allow */
 	size_t ngids;               /* gids filled (0 = not fetched yet) */
 	gid_t gids[OPS_MAX_GROUPS]; /* the caller's groups, primary first */
+	enum policy_audit level;    /* audit level where an open for reading
+				       was checked (POL_OPEN_READ); with no
+				       policy the policy's default, opens */
+	uint64_t flags;             /* open flags, for a denied open's record */
+	const struct keyring *ring; /* seals the path of a denial's record */
 };
 
 static void pol_put(struct ops_policy *op)
@@ -872,6 +901,9 @@ static bool pol_begin(fuse_req_t req, struct pol_req *pr)
 	pr->fs = fs;
 	pr->pol = NULL;
 	pr->ngids = 0;
+	pr->level = POLICY_AUDIT_OPENS;
+	pr->flags = 0;
+	pr->ring = NULL;
 	if (!atomic_load_explicit(&fs->pol_on, memory_order_acquire))
 		return false;
 	pthread_mutex_lock(&fs->pol_lock);
@@ -918,22 +950,249 @@ static const char *pol_op_name(int op)
 	return policy_key_name(op);
 }
 
+/* ---- audit ------------------------------------------------------------------ */
+
 /*
- * The single point where denials go.  Logged at debug level only (the
- * path is plaintext; it may not reach logs at info or above); the audit
- * log is wired in here.  Returns -err for the reply.
+ * Every record of a request goes through audit_req: who (the request's
+ * uid/gid/pid, the rest from the per-log who cache), what, the outcome.
+ * Paths are plaintext here; audit_append seals them under ring.  A record
+ * that cannot be written fails the request with EIO (ENOSPC on a full
+ * disk; the daemon logs why, without the path): nothing is done for a
+ * caller unrecorded.  No lock of
+ * ours is held across it (with audit_sync=full it waits for a flush).
  */
-static int deny(fuse_req_t req, const char *op, const char *path, int err)
+/* The disk is full: give the reserve to the audit journal and refuse new
+ * data from now on.  True if space was freed (worth a retry). */
+static bool reserve_release(struct ops_fs *fs)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	bool freed = false;
+	struct stat st;
+
+	atomic_store(&fs->disk_full, true);
+	pthread_mutex_lock(&fs->reserve_lock);
+	if (fs->reserve_fd >= 0 && fstat(fs->reserve_fd, &st) == 0 && st.st_blocks > 0 &&
+	    ftruncate(fs->reserve_fd, 0) == 0) {
+		freed = true;
+		fuse_log(FUSE_LOG_WARNING,
+			 "custodianfs: disk full: the audit reserve is in use; new data "
+			 "is refused (ENOSPC) until space is freed\n");
+	}
+	pthread_mutex_unlock(&fs->reserve_lock);
+	return freed;
+}
+
+/* After a removal on a full disk: if twice the reserve is free again,
+ * take the reserve back and accept new data. */
+static void reserve_check(struct ops_fs *fs)
+{
+	struct statvfs sv;
+
+	if (!atomic_load_explicit(&fs->disk_full, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&fs->reserve_lock);
+	if (atomic_load(&fs->disk_full) && fstatvfs(fs->store->tree_fd, &sv) == 0 &&
+	    (uint64_t)sv.f_bavail * sv.f_frsize >= 2ull * OPS_AUDIT_RESERVE_BYTES &&
+	    (fs->reserve_fd < 0 ||
+	     fallocate(fs->reserve_fd, 0, 0, OPS_AUDIT_RESERVE_BYTES) == 0)) {
+		atomic_store(&fs->disk_full, false);
+		fuse_log(FUSE_LOG_WARNING,
+			 "custodianfs: space freed: the audit reserve is back, new data "
+			 "accepted\n");
+	}
+	pthread_mutex_unlock(&fs->reserve_lock);
+}
+
+/* New data (a create, a write) while the reserve is given away. */
+static bool disk_full(struct ops_fs *fs)
+{
+	return atomic_load_explicit(&fs->disk_full, memory_order_relaxed);
+}
+
+int ops_reserve_open(struct ops_fs *fs)
+{
+	char *path = NULL;
+	int fd, ret;
+
+	if (asprintf(&path, "%s/%s", fs->store->path, OPS_AUDIT_RESERVE_FILE) < 0)
+		return -ENOMEM;
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0)
+		return -errno;
+	if (fallocate(fd, 0, 0, OPS_AUDIT_RESERVE_BYTES) != 0) {
+		ret = -errno;
+		/* Without it a full disk refuses reads too (they cannot be
+		 * recorded), but the daemon still works. */
+		close(fd);
+		return ret;
+	}
+	fs->reserve_fd = fd;
+	return 0;
+}
+
+static int audit_as(struct ops_fs *fs, pid_t pid, uid_t uid, gid_t gid,
+		    const struct audit_event *tmpl, uint64_t *seq)
+{
+	struct audit_event ev = *tmpl;
+	struct audit_who who;
+	int ret;
+
+	if (seq)
+		*seq = 0;
+	if (!fs->audit)
+		return 0;
+	audit_who_cached(fs->audit, pid, uid, gid, &who);
+	ev.who = &who;
+	if (ev.path && strlen(ev.path) > AUDIT_PATH_MAX)
+		ev.path = NULL;
+	if (ev.path2 && strlen(ev.path2) > AUDIT_PATH_MAX)
+		ev.path2 = NULL;
+	ret = audit_append(fs->audit, &ev, seq);
+	if ((ret == -ENOSPC || ret == -EDQUOT) && reserve_release(fs))
+		ret = audit_append(fs->audit, &ev, seq);
+	if (ret < 0) {
+		fuse_log(FUSE_LOG_ERR,
+			 "custodianfs: audit record (%s) could not be written: %s; "
+			 "the operation is refused\n",
+			 ev.op, strerror(-ret));
+		/* A full disk is what the caller should hear about (ENOSPC, as
+		 * for the data); anything else is an I/O error. */
+		return ret == -ENOSPC || ret == -EDQUOT ? ret : -EIO;
+	}
+	return 0;
+}
+
+static int audit_req(fuse_req_t req, const struct audit_event *tmpl, uint64_t *seq)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+
+	return audit_as(ops_fs(req), c->pid, c->uid, c->gid, tmpl, seq);
+}
+
+/* Path of node n into buf, or NULL (unlinked while open, too long). */
+static const char *audit_node_path(struct ops_fs *fs, const struct ops_node *n, char *buf,
+				   size_t cap)
+{
+	if (!fs->audit || ops_node_path(fs, n, buf, cap) < 0)
+		return NULL;
+	return buf;
+}
+
+/* Path of entry `name` in directory node dir into buf, or NULL. */
+static const char *audit_child_path(struct ops_fs *fs, const struct ops_node *dir,
+				    const char *name, char *buf, size_t cap)
+{
+	int len;
+
+	if (!fs->audit || !name)
+		return NULL;
+	len = ops_node_path(fs, dir, buf, cap);
+	if (len < 0)
+		return NULL;
+	if (snprintf(buf + len, cap - (size_t)len, "%s%s", len == 1 ? "" : "/", name) >=
+	    (int)(cap - (size_t)len))
+		return NULL;
+	return buf;
+}
+
+/* A change (or a failed attempt at one) in the tree.  0 or -EIO. */
+static int audit_change(fuse_req_t req, const char *op, int err,
+			const struct keyring *ring, const char *path, const char *path2,
+			uint64_t flags, const char *detail, uint64_t *seq)
+{
+	struct audit_event ev = {
+		.op = op,
+		.outcome = err < 0 ? -err : err,
+		.ring = ring,
+		.path = path,
+		.path2 = path2,
+		.flags = flags,
+		.detail = detail,
+	};
+
+	return audit_req(req, &ev, seq);
+}
+
+/*
+ * A change that cannot be taken back (unlink, rmdir, rename, setattr) is
+ * recorded before it is made, so that it never happens unrecorded; if it
+ * then fails, this second record says so: same op, outcome = the errno,
+ * ref = the first record's seq, detail "not done".
+ */
+static void audit_not_done(fuse_req_t req, const char *op, int err,
+			   const struct keyring *ring, const char *path,
+			   const char *path2, uint64_t seq)
+{
+	struct audit_event ev = {
+		.op = op,
+		.outcome = -err,
+		.ring = ring,
+		.path = path,
+		.path2 = path2,
+		.ref = seq,
+		.detail = "not done",
+	};
+
+	(void)audit_req(req, &ev, NULL);
+}
+
+/* Ends a change recorded by audit_change before it was made (recorded,
+ * seq) or not yet recorded (it failed first: recorded now with err). */
+static void audit_change_end(fuse_req_t req, const char *op, int err, bool recorded,
+			     uint64_t seq, const struct keyring *ring, const char *path,
+			     const char *path2, uint64_t flags, const char *detail)
+{
+	if (!recorded)
+		(void)audit_change(req, op, err, ring, path, path2, flags, detail, NULL);
+	else if (err < 0 && seq)
+		audit_not_done(req, op, err, ring, path, path2, seq);
+}
+
+/*
+ * The single point where policy denials go: recorded in the audit log
+ * (path = what was asked for, or its directory), and logged at debug level
+ * only (the path is plaintext; it may not reach logs at info or above).
+ * The record's op is the operation's own where there is one (a denied
+ * open is op=open outcome=13), "alert" for the read rate, else "deny".
+ * Returns -err for the reply, or -EIO if the denial could not be recorded.
+ */
+static int deny(struct pol_req *pr, const char *op, const char *path, int err)
+{
+	static const char *const own[] = {
+		AUDIT_OP_OPEN,  AUDIT_OP_CREATE,  AUDIT_OP_MKDIR,
+		AUDIT_OP_RMDIR, AUDIT_OP_UNLINK,  AUDIT_OP_RENAME,
+		AUDIT_OP_LINK,  AUDIT_OP_SYMLINK, AUDIT_OP_SETATTR,
+	};
+	const struct fuse_ctx *ctx = fuse_req_ctx(pr->req);
+	const char *aop = AUDIT_OP_DENY;
+	char detail[64];
 
 	fuse_log(FUSE_LOG_DEBUG, "custodianfs: denied: %s in %s for uid %u pid %d: %s\n",
-		 op, path, (unsigned)ctx->uid, (int)ctx->pid, strerror(err));
+		 op, path ? path : "(unreachable)", (unsigned)ctx->uid, (int)ctx->pid,
+		 strerror(err));
+	for (size_t i = 0; i < ARRAY_LEN(own); i++)
+		if (strcmp(op, own[i]) == 0)
+			aop = own[i];
+	if (strcmp(op, "truncate") == 0)
+		aop = AUDIT_OP_SETATTR;
+	else if (strcmp(op, "mknod") == 0)
+		aop = AUDIT_OP_CREATE;
+	else if (strcmp(op, "read-rate") == 0)
+		aop = AUDIT_OP_ALERT;
+	snprintf(detail, sizeof(detail), "%s: %s",
+		 strcmp(op, "read-rate") == 0 ? "read rate exceeded" : "denied by policy",
+		 op);
+	if (audit_change(pr->req, aop, err, pr->ring, path, NULL,
+			 strcmp(aop, AUDIT_OP_OPEN) == 0 ? pr->flags : 0, detail,
+			 NULL) < 0)
+		return -EIO; /* not -ENOSPC: the refusal is the news */
 	return -err;
 }
 
-/* Checks op in directory `dir` (an absolute path inside the mount). */
-static int pol_path(struct pol_req *pr, const char *dir, int op, const char *opname)
+/* Checks op in directory `dir` (an absolute path inside the mount); a
+ * denial is recorded with path `target` (NULL: dir itself). */
+static int pol_path(struct pol_req *pr, const char *dir, int op, const char *opname,
+		    const char *target)
 {
 	const struct fuse_ctx *ctx;
 	struct policy_effective eff;
@@ -941,6 +1200,8 @@ static int pol_path(struct pol_req *pr, const char *dir, int op, const char *opn
 
 	if (!pr->pol)
 		return 0;
+	if (!target)
+		target = dir;
 	ctx = fuse_req_ctx(pr->req);
 	pol_groups(pr);
 	if (op == POL_TRAVERSE) {
@@ -948,9 +1209,11 @@ static int pol_path(struct pol_req *pr, const char *dir, int op, const char *opn
 					    pr->ngids);
 	} else if (op == POL_OPEN_READ) {
 		ret = policy_effective(pr->pol->p, dir, &eff);
-		if (ret == 0)
+		if (ret == 0) {
+			pr->level = eff.audit;
 			ret = policy_check_effective(&eff, ctx->uid, pr->gids, pr->ngids,
 						     POLICY_READ, NULL);
+		}
 		if (ret == 0 && eff.rate_count > 0) {
 			const struct policy_rule *r = eff.from[POLICY_K_READ_RATE];
 
@@ -959,48 +1222,61 @@ static int pol_path(struct pol_req *pr, const char *dir, int op, const char *opn
 					      eff.rate_count, eff.rate_window_s,
 					      mono_us());
 			if (ret < 0)
-				return deny(pr->req, "read-rate", dir, EACCES);
+				return deny(pr, "read-rate", target, EACCES);
 		}
 	} else {
 		ret = policy_check(pr->pol->p, dir, ctx->uid, pr->gids, pr->ngids,
 				   (enum policy_op)op, NULL);
 	}
 	if (ret < 0)
-		return deny(pr->req, opname ? opname : pol_op_name(op), dir, EACCES);
+		return deny(pr, opname ? opname : pol_op_name(op), target, EACCES);
 	return 0;
 }
 
-/* Checks op in directory node dir. */
-static int pol_dir(struct pol_req *pr, struct ops_node *dir, int op, const char *opname)
+/* Checks op in directory node dir; name (may be NULL) is the entry the
+ * request is about, for the record of a denial. */
+static int pol_dir(struct pol_req *pr, struct ops_node *dir, int op, const char *opname,
+		   const char *name)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], target[PATH_MAX];
+	const char *t = NULL;
 	int ret;
 
 	if (!pr->pol)
 		return 0;
+	pr->ring = dir->ring;
 	ret = ops_node_path(pr->fs, dir, path, sizeof(path));
 	if (ret < 0)
-		return deny(pr->req, opname ? opname : pol_op_name(op), "(unreachable)",
-			    EACCES);
-	return pol_path(pr, path, op, opname);
+		return deny(pr, opname ? opname : pol_op_name(op), NULL, EACCES);
+	if (name && snprintf(target, sizeof(target), "%s%s%s", path, ret == 1 ? "" : "/",
+			     name) < (int)sizeof(target))
+		t = target;
+	return pol_path(pr, path, op, opname, t);
 }
 
 /* Checks op in the directory holding node n (its most recently used
- * name; for the root, "/" itself). */
+ * name; for the root, "/" itself); a denial names n. */
 static int pol_node(struct pol_req *pr, struct ops_node *n, int op, const char *opname)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], dir[PATH_MAX];
+	char *slash;
 	int ret;
 
 	if (!pr->pol)
 		return 0;
+	pr->ring = n->ring;
 	pthread_mutex_lock(&pr->fs->table_lock);
-	ret = node_path_locked(pr->fs, n, true, path, sizeof(path));
+	ret = node_path_locked(pr->fs, n, false, path, sizeof(path));
 	pthread_mutex_unlock(&pr->fs->table_lock);
 	if (ret < 0)
-		return deny(pr->req, opname ? opname : pol_op_name(op), "(unreachable)",
-			    EACCES);
-	return pol_path(pr, path, op, opname);
+		return deny(pr, opname ? opname : pol_op_name(op), NULL, EACCES);
+	memcpy(dir, path, (size_t)ret + 1);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		dir[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	return pol_path(pr, dir, op, opname, path);
 }
 
 /* Does node n have a name (is it reachable by path)?  Nodes unlinked
@@ -1288,7 +1564,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int ret;
 
 	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POL_TRAVERSE, "lookup");
+	ret = pol_dir(&pr, dir, POL_TRAVERSE, "lookup", name);
 	pol_end(&pr);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
@@ -1345,13 +1621,14 @@ static void reply_entry(fuse_req_t req, struct fuse_entry_param *e)
 }
 
 /* The policy check of an operation that makes an entry in dir. */
-static int check_create(fuse_req_t req, struct ops_node *dir, const char *opname)
+static int check_create(fuse_req_t req, struct ops_node *dir, const char *opname,
+			const char *name)
 {
 	struct pol_req pr;
 	int ret;
 
 	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_CREATE, opname);
+	ret = pol_dir(&pr, dir, POLICY_CREATE, opname, name);
 	pol_end(&pr);
 	return ret;
 }
@@ -1361,18 +1638,31 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
+	char apath[PATH_MAX], detail[64];
 	struct fuse_entry_param e;
 	struct names_enc enc;
-	bool made = false;
+	bool made = false, recorded = false;
+	const char *ap;
 	uid_t uid;
 	gid_t gid;
 	int fd = -1, ret;
 
-	ret = check_create(req, dir, "mknod");
+	ret = check_create(req, dir, "mknod", name);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	if (disk_full(fs)) {
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
+	snprintf(detail, sizeof(detail), "mknod mode=%04o type=%s",
+		 (unsigned)(mode & 07777),
+		 S_ISREG(mode)    ? "file"
+		 : S_ISFIFO(mode) ? "fifo"
+		 : S_ISSOCK(mode) ? "socket"
+				  : "device");
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -1412,11 +1702,18 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 			goto out;
 		}
 	}
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_CREATE, 0, dir->ring, ap, NULL, 0, detail, NULL);
+	if (ret < 0)
+		goto out;
 	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
 out:
 	if (fd >= 0)
 		close(fd);
 	if (ret < 0) {
+		if (!recorded)
+			(void)audit_change(req, AUDIT_OP_CREATE, ret, dir->ring, ap, NULL,
+					   0, detail, NULL);
 		if (made)
 			undo_entry(dir, &enc, 0);
 		else if (ret != -EEXIST)
@@ -1432,18 +1729,26 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
 	uint8_t iv[CRYPT_DIRIV_BYTES];
+	char apath[PATH_MAX], detail[32];
 	struct fuse_entry_param e;
 	struct names_enc enc;
-	bool made = false;
+	bool made = false, recorded = false;
+	const char *ap;
 	uid_t uid;
 	gid_t gid;
 	int dfd = -1, ret;
 
-	ret = check_create(req, dir, "mkdir");
+	ret = check_create(req, dir, "mkdir", name);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	if (disk_full(fs)) {
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
+	snprintf(detail, sizeof(detail), "mode=%04o", (unsigned)(mode & 07777));
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -1470,9 +1775,16 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		ret = -errno;
 		goto out;
 	}
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_MKDIR, 0, dir->ring, ap, NULL, 0, detail, NULL);
+	if (ret < 0)
+		goto out;
 	ret = node_get(fs, dir, enc.backing, name, iv, &e);
 out:
 	crypt_wipe(iv, sizeof(iv));
+	if (ret < 0 && !recorded)
+		(void)audit_change(req, AUDIT_OP_MKDIR, ret, dir->ring, ap, NULL, 0,
+				   detail, NULL);
 	if (dfd >= 0) {
 		if (ret < 0)
 			(void)unlinkat(dfd, NAMES_DIRIV_FILE, 0);
@@ -1495,18 +1807,27 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
 	char stored[LINKTARGET_STORED_MAX];
+	char apath[PATH_MAX];
 	struct fuse_entry_param e;
 	struct names_enc enc;
-	bool made = false;
+	bool made = false, recorded = false;
+	const char *ap;
 	uid_t uid;
 	gid_t gid;
 	int ret;
 
-	ret = check_create(req, dir, "symlink");
+	ret = check_create(req, dir, "symlink", name);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	if (disk_full(fs)) {
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	/* The target is text the caller chose, possibly a name: it is sealed
+	 * like a path (path2). */
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -1528,9 +1849,16 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		ret = -errno;
 		goto out;
 	}
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_SYMLINK, 0, dir->ring, ap, link, 0, NULL, NULL);
+	if (ret < 0)
+		goto out;
 	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
 out:
 	if (ret < 0) {
+		if (!recorded)
+			(void)audit_change(req, AUDIT_OP_SYMLINK, ret, dir->ring, ap,
+					   link, 0, NULL, NULL);
 		if (made)
 			undo_entry(dir, &enc, 0);
 		else if (ret != -EEXIST)
@@ -1548,17 +1876,19 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	struct ops_node *dir = ops_node(req, parent);
 	char backing[NAMES_BACKING_MAX + 1];
 	struct ops_node *srcdir = NULL;
+	char apath[PATH_MAX], apath2[PATH_MAX];
 	struct fuse_entry_param e;
 	struct names_enc enc;
 	struct pol_req pr;
 	struct stat st;
-	bool made = false, named = false;
+	bool made = false, named = false, recorded = false;
+	const char *ap, *ap2;
 	int ret;
 
 	/* A second name must not widen access: the file's own directory has
 	 * to let the caller read and write it, and the new one create. */
 	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_CREATE, "link");
+	ret = pol_dir(&pr, dir, POLICY_CREATE, "link", name);
 	if (ret == 0)
 		ret = pol_node(&pr, n, POLICY_READ, "link");
 	if (ret == 0)
@@ -1568,6 +1898,8 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	ap = audit_node_path(fs, n, apath, sizeof(apath));
+	ap2 = audit_child_path(fs, dir, name, apath2, sizeof(apath2));
 	/* Different keyrings (subjects) cannot share an inode's content. */
 	if (n->ring != dir->ring) {
 		ret = -EXDEV;
@@ -1592,11 +1924,18 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 		goto out;
 	}
 	made = true;
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_LINK, 0, dir->ring, ap, ap2, 0, NULL, NULL);
+	if (ret < 0)
+		goto out;
 	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
 out:
 	if (srcdir)
 		node_unref(fs, srcdir, 1);
 	if (ret < 0) {
+		if (!recorded)
+			(void)audit_change(req, AUDIT_OP_LINK, ret, dir->ring, ap, ap2, 0,
+					   NULL, NULL);
 		if (made)
 			undo_entry(dir, &enc, 0);
 		else if (named && ret != -EEXIST)
@@ -1645,13 +1984,14 @@ static int pin_entry(struct ops_node *dir, const char *backing, int *pin, struct
 	return 0;
 }
 
-static int check_delete(fuse_req_t req, struct ops_node *dir, const char *opname)
+static int check_delete(fuse_req_t req, struct ops_node *dir, const char *opname,
+			const char *name)
 {
 	struct pol_req pr;
 	int ret;
 
 	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_DELETE, opname);
+	ret = pol_dir(&pr, dir, POLICY_DELETE, opname, name);
 	pol_end(&pr);
 	return ret;
 }
@@ -1660,17 +2000,28 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
+	char apath[PATH_MAX];
 	struct names_enc enc;
 	struct stat st;
+	const char *ap;
+	bool recorded = false;
+	uint64_t seq = 0;
 	int pin = -1, ret;
 
-	ret = check_delete(req, dir, "unlink");
-	if (ret < 0)
-		goto out;
+	ret = check_delete(req, dir, "unlink", name);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
 	ret = pin_entry(dir, enc.backing, &pin, &st);
+	if (ret < 0)
+		goto out;
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_UNLINK, 0, dir->ring, ap, NULL, 0, NULL, &seq);
 	if (ret < 0)
 		goto out;
 	if (unlinkat(dir->fd, enc.backing, 0) != 0) {
@@ -1682,6 +2033,10 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 out:
 	if (pin >= 0)
 		close(pin);
+	audit_change_end(req, AUDIT_OP_UNLINK, ret, recorded, seq, dir->ring, ap, NULL, 0,
+			 NULL);
+	if (ret == 0)
+		reserve_check(fs);
 	fuse_reply_err(req, -ret);
 }
 
@@ -1770,15 +2125,25 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
 	struct dying_dir dd = {.dp = NULL};
+	char apath[PATH_MAX];
 	struct names_enc enc;
 	struct stat st;
-	bool have_st = false;
+	bool have_st = false, recorded = false;
+	const char *ap;
+	uint64_t seq = 0;
 	int ret;
 
-	ret = check_delete(req, dir, "rmdir");
+	ret = check_delete(req, dir, "rmdir", name);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
+	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
-	ret = dir_encrypt(dir, name, &enc);
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_RMDIR, 0, dir->ring, ap, NULL, 0, NULL, &seq);
 	if (ret < 0)
 		goto out;
 	ret = dying_dir_strip(dir->fd, enc.backing, &dd);
@@ -1794,6 +2159,10 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		forget_name(fs, dir, enc.backing, &st);
 out:
 	dying_dir_end(&dd, ret < 0);
+	audit_change_end(req, AUDIT_OP_RMDIR, ret, recorded, seq, dir->ring, ap, NULL, 0,
+			 NULL);
+	if (ret == 0)
+		reserve_check(fs);
 	fuse_reply_err(req, -ret);
 }
 
@@ -1836,10 +2205,19 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct dying_dir dd = {.dp = NULL};
 	bool exchange = flags & RENAME_EXCHANGE;
 	struct stat st, srcst;
-	bool have_src, have_dst;
+	bool have_src, have_dst, denied = false, recorded = false;
+	uint64_t seq = 0;
+	char apath[PATH_MAX], apath2[PATH_MAX], detail[32];
+	const char *ap, *ap2;
 	struct pol_req pr;
 	int pin = -1, ret;
 
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
+	ap2 = audit_child_path(fs, ndir, newname, apath2, sizeof(apath2));
+	snprintf(detail, sizeof(detail), "%s",
+		 exchange                     ? "exchange"
+		 : (flags & RENAME_NOREPLACE) ? "noreplace"
+					      : "");
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		ret = -EINVAL;
 		goto out;
@@ -1863,16 +2241,22 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	/* Leaving needs delete, arriving create; replacing an entry is a
 	 * write of it; an exchange leaves and arrives on both sides. */
 	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_DELETE, "rename");
+	ret = pol_dir(&pr, dir, POLICY_DELETE, "rename", name);
 	if (ret == 0)
-		ret = pol_dir(&pr, ndir, POLICY_CREATE, "rename");
+		ret = pol_dir(&pr, ndir, POLICY_CREATE, "rename", newname);
 	if (ret == 0 && have_dst && !exchange)
-		ret = pol_dir(&pr, ndir, POLICY_WRITE, "rename");
+		ret = pol_dir(&pr, ndir, POLICY_WRITE, "rename", newname);
 	if (ret == 0 && exchange)
-		ret = pol_dir(&pr, ndir, POLICY_DELETE, "rename");
+		ret = pol_dir(&pr, ndir, POLICY_DELETE, "rename", newname);
 	if (ret == 0 && exchange)
-		ret = pol_dir(&pr, dir, POLICY_CREATE, "rename");
+		ret = pol_dir(&pr, dir, POLICY_CREATE, "rename", name);
 	pol_end(&pr);
+	denied = ret < 0;
+	if (ret < 0)
+		goto out;
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_RENAME, 0, dir->ring, ap, ap2, flags,
+			   detail[0] ? detail : NULL, &seq);
 	if (ret < 0)
 		goto out;
 	/* Exchange swaps objects and keeps both names, so sidecars stay.  A
@@ -1910,6 +2294,9 @@ out:
 	if (pin >= 0)
 		close(pin);
 	dying_dir_end(&dd, ret < 0);
+	if (!denied)
+		audit_change_end(req, AUDIT_OP_RENAME, ret, recorded, seq, dir->ring, ap,
+				 ap2, flags, detail[0] ? detail : NULL);
 	fuse_reply_err(req, -ret);
 }
 
@@ -1949,6 +2336,37 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
 }
 
+/* What a setattr changes, without names: "mode=0640 uid=1001 size=0
+ * mtime" (times as "now" when the kernel asks for the current time). */
+static void setattr_detail(const struct stat *a, int valid, char *buf, size_t cap)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+#define SA_ADD(...)                                                                      \
+	do {                                                                             \
+		if (len < cap)                                                           \
+			len += (size_t)snprintf(buf + len, cap - len, __VA_ARGS__);      \
+	} while (0)
+	if (valid & FUSE_SET_ATTR_MODE)
+		SA_ADD("%smode=%04o", len ? " " : "", (unsigned)(a->st_mode & 07777));
+	if (valid & FUSE_SET_ATTR_UID)
+		SA_ADD("%suid=%u", len ? " " : "", (unsigned)a->st_uid);
+	if (valid & FUSE_SET_ATTR_GID)
+		SA_ADD("%sgid=%u", len ? " " : "", (unsigned)a->st_gid);
+	if (valid & FUSE_SET_ATTR_SIZE)
+		SA_ADD("%ssize=%jd", len ? " " : "", (intmax_t)a->st_size);
+	if (valid & FUSE_SET_ATTR_ATIME_NOW)
+		SA_ADD("%satime=now", len ? " " : "");
+	else if (valid & FUSE_SET_ATTR_ATIME)
+		SA_ADD("%satime=%jd", len ? " " : "", (intmax_t)a->st_atim.tv_sec);
+	if (valid & FUSE_SET_ATTR_MTIME_NOW)
+		SA_ADD("%smtime=now", len ? " " : "");
+	else if (valid & FUSE_SET_ATTR_MTIME)
+		SA_ADD("%smtime=%jd", len ? " " : "", (intmax_t)a->st_mtim.tv_sec);
+#undef SA_ADD
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
@@ -1956,10 +2374,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	struct ops_node *n = ops_node(req, ino);
 	struct ops_handle *h = fi && S_ISREG(n->type) ? ops_handle(fi) : NULL;
 	struct pol_req pr;
-	char proc[64];
+	char proc[64], apath[PATH_MAX], detail[160] = "";
 	struct stat st;
 	int pfd = -1, tfd = -1, ret = 0;
-	bool own_pfd = false;
+	bool own_pfd = false, denied;
+	const char *ap = NULL;
+	uint64_t seq = 0;
 
 	/* chmod, chown, utimes and truncate change the file: write in its
 	 * directory (for the root: in "/").  A file that has lost every name
@@ -1969,6 +2389,12 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		ret = pol_node(&pr, n, POLICY_WRITE,
 			       (valid & FUSE_SET_ATTR_SIZE) ? "truncate" : "setattr");
 	pol_end(&pr);
+	denied = ret < 0;
+	if (ret < 0)
+		goto out;
+	ap = audit_node_path(fs, n, apath, sizeof(apath));
+	setattr_detail(attr, valid, detail, sizeof(detail));
+	ret = audit_change(req, AUDIT_OP_SETATTR, 0, n->ring, ap, NULL, 0, detail, &seq);
 	if (ret < 0)
 		goto out;
 	if (n->fd >= 0) {
@@ -2047,6 +2473,11 @@ out:
 		close(tfd);
 	if (own_pfd)
 		close(pfd);
+	if (!denied)
+		audit_change_end(req, AUDIT_OP_SETATTR, ret, true, seq, n->ring, ap, NULL,
+				 0, detail);
+	if (ret == 0 && (valid & FUSE_SET_ATTR_SIZE))
+		reserve_check(fs);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
@@ -2186,26 +2617,39 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
 	int acc = fi->flags & O_ACCMODE;
+	bool wr = acc != O_RDONLY || (fi->flags & O_TRUNC);
 	struct ops_handle *h = NULL;
+	char apath[PATH_MAX];
+	const char *ap = NULL;
+	bool record = true, recorded = false;
+	uint64_t seq = 0;
 	struct pol_req pr;
 	struct stat st;
 	bool damaged;
 	int fd = -1, ret;
 
-	if (!S_ISREG(n->type)) {
-		ret = S_ISDIR(n->type) ? -EISDIR : -EINVAL;
-		goto out;
-	}
 	/* Write first: a refused open must not use up the read rate. */
 	pol_begin(req, &pr);
+	pr.flags = (uint64_t)fi->flags;
 	ret = 0;
-	if (acc != O_RDONLY || (fi->flags & O_TRUNC))
+	if (wr)
 		ret = pol_node(&pr, n, POLICY_WRITE, "open");
 	if (ret == 0 && acc != O_WRONLY)
 		ret = pol_node(&pr, n, POL_OPEN_READ, "open");
 	pol_end(&pr);
-	if (ret < 0)
+	if (ret < 0) {
+		/* The denial is recorded already. */
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	/* audit = none spares opens for reading only: a write is a change. */
+	record = wr || pr.level != POLICY_AUDIT_NONE;
+	if (record)
+		ap = audit_node_path(fs, n, apath, sizeof(apath));
+	if (!S_ISREG(n->type)) {
+		ret = S_ISDIR(n->type) ? -EISDIR : -EINVAL;
 		goto out;
+	}
 	fd = node_open(fs, n, backing_flags(fs, fi->flags), &st);
 	if (fd < 0) {
 		ret = fd;
@@ -2223,7 +2667,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto out;
 	}
 	h->fd = fd;
-	h->may_write = acc != O_RDONLY || (fi->flags & O_TRUNC);
+	h->may_write = wr;
 	if (fi->flags & O_TRUNC) {
 		ret = node_truncate(n, fd, 0);
 	} else {
@@ -2233,6 +2677,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ret < 0)
 		goto out;
+	/* Recorded before open() returns: the unit that is guaranteed.  (An
+	 * O_TRUNC already happened; a failed record still refuses the open.) */
+	if (record) {
+		recorded = true;
+		ret = audit_change(req, AUDIT_OP_OPEN, 0, n->ring, ap, NULL,
+				   (uint64_t)fi->flags, NULL, &seq);
+		if (ret < 0)
+			goto out;
+		h->audit_seq = seq;
+		h->audit_release = wr || pr.level == POLICY_AUDIT_READS;
+		handle_opener(req, h);
+	}
 	handle_attach(fs, n, h);
 	fi->fh = (uintptr_t)h;
 	/* Every change passes through this mount: the page cache stays
@@ -2245,10 +2701,30 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	return;
 out:
+	if (record && !recorded)
+		(void)audit_change(req, AUDIT_OP_OPEN, ret, n->ring, ap, NULL,
+				   (uint64_t)fi->flags, NULL, NULL);
 	if (fd >= 0)
 		close(fd);
 	free(h);
 	fuse_reply_err(req, -ret);
+}
+
+/* Gives an O_TMPFILE file its name; -EEXIST if the name is taken.  The
+ * AT_EMPTY_PATH form needs CAP_DAC_READ_SEARCH; without it (a daemon not
+ * run as root) /proc/self/fd works for a file opened without O_EXCL. */
+static int link_tmpfile(int fd, int dirfd, const char *name)
+{
+	char proc[64];
+
+	if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != ENOENT && errno != EPERM)
+		return -errno;
+	proc_path(proc, fd);
+	if (linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) == 0)
+		return 0;
+	return -errno;
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -2261,18 +2737,27 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct format_file f;
 	struct names_enc enc;
 	struct ops_node *n;
-	bool made = false, have_entry = false;
+	bool made = false, have_entry = false, recorded = false, tmpfile;
+	char apath[PATH_MAX], detail[24];
+	const char *ap;
+	uint64_t seq = 0;
 	uid_t uid;
 	gid_t gid;
 	int fd = -1, ret;
 
 	/* Creating grants the new file's handle: a drop box (create only)
 	 * can write what it creates. */
-	ret = check_create(req, dir, "create");
+	ret = check_create(req, dir, "create", name);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	if (disk_full(fs)) {
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
+	snprintf(detail, sizeof(detail), "mode=%04o", (unsigned)(mode & 07777));
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -2287,21 +2772,47 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	ret = names_long_store(dir->fd, &enc);
 	if (ret < 0)
 		goto out;
-	fd = openat(dir->fd, enc.backing,
-		    (backing_flags(fs, fi->flags) & ~O_ACCMODE) | O_RDWR | O_CREAT |
-			    O_EXCL | O_NOFOLLOW,
+	/* The file is made nameless (O_TMPFILE), given its owner and its
+	 * header, and only then linked under its name: a daemon killed half
+	 * way leaves no file owned by root, or without a header, for a user
+	 * to trip over after the remount. */
+	fd = openat(dir->fd, ".",
+		    (backing_flags(fs, fi->flags) & ~(O_ACCMODE | O_CREAT | O_EXCL)) |
+			    O_RDWR | O_TMPFILE,
 		    mode & 07777);
+	tmpfile = fd >= 0;
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		/* No O_TMPFILE here (NFS, some FUSE backings): create in
+		 * place, with the crash window docs/daemon.md describes. */
+		fd = openat(dir->fd, enc.backing,
+			    (backing_flags(fs, fi->flags) & ~O_ACCMODE) | O_RDWR | O_CREAT |
+				    O_EXCL | O_NOFOLLOW,
+			    mode & 07777);
+		made = fd >= 0;
+	}
 	if (fd < 0) {
 		ret = -errno;
 		goto out;
 	}
-	made = true;
 	if (fchown(fd, uid, gid) != 0 ||
 	    ((mode & (S_ISUID | S_ISGID)) && fchmod(fd, mode & 07777) != 0)) {
 		ret = -errno;
 		goto out;
 	}
 	ret = format_file_create(&f, fd, dir->ring, clock_now_us());
+	if (ret < 0)
+		goto out;
+	if (tmpfile) {
+		ret = link_tmpfile(fd, dir->fd, enc.backing);
+		if (ret < 0)
+			goto out;
+		made = true;
+	}
+	/* The create is the open of a write session: its seq is the ref of
+	 * the session's write/close record. */
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_CREATE, 0, dir->ring, ap, NULL,
+			   (uint64_t)fi->flags, detail, &seq);
 	if (ret < 0)
 		goto out;
 	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
@@ -2319,6 +2830,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	pthread_rwlock_unlock(&n->lock);
 	h->fd = fd;
 	h->may_write = true;
+	h->audit_seq = seq;
+	h->audit_release = seq != 0;
+	handle_opener(req, h);
 	handle_attach(fs, n, h);
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 1;
@@ -2328,6 +2842,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	return;
 out:
+	if (!recorded)
+		(void)audit_change(req, AUDIT_OP_CREATE, ret, dir->ring, ap, NULL,
+				   (uint64_t)fi->flags, detail, NULL);
 	if (fd >= 0)
 		close(fd);
 	free(h);
@@ -2362,6 +2879,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, (int)-r);
 		return;
 	}
+	handle_count(ops_handle(fi), false, (uint64_t)r);
 	fuse_reply_buf(req, (const char *)buf, (size_t)r);
 	crypt_wipe(buf, (size_t)r);
 }
@@ -2373,6 +2891,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct format_file f;
 	ssize_t r;
 
+	if (disk_full(ops_fs(req))) {
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
 	pthread_rwlock_wrlock(&n->lock);
 	f = n->ff;
 	f.fd = ops_handle(fi)->fd;
@@ -2380,10 +2902,12 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	n->ff.have_header = f.have_header;
 	n->ff.hdr = f.hdr;
 	pthread_rwlock_unlock(&n->lock);
-	if (r < 0)
+	if (r < 0) {
 		fuse_reply_err(req, (int)-r);
-	else
+	} else {
+		handle_count(ops_handle(fi), true, (uint64_t)r);
 		fuse_reply_write(req, (size_t)r);
+	}
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -2394,11 +2918,55 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * The end of a recorded open: "write" (bytes/count written; what was read
+ * through the same handle in detail) if anything was written, else
+ * "close" (bytes/count read), ref = the open's seq.  Recorded for every
+ * write session, and for reads where the level is `reads`.
+ * Counted: what the daemon's read/write handlers served; not what the
+ * kernel served from its page cache (docs/audit.md).
+ */
+static int audit_release(struct ops_fs *fs, struct ops_handle *h)
+{
+	uint64_t rb = atomic_load_explicit(&h->rbytes, memory_order_relaxed);
+	uint64_t rc = atomic_load_explicit(&h->rcalls, memory_order_relaxed);
+	uint64_t wb = atomic_load_explicit(&h->wbytes, memory_order_relaxed);
+	uint64_t wc = atomic_load_explicit(&h->wcalls, memory_order_relaxed);
+	char apath[PATH_MAX], detail[64] = "";
+	struct audit_event ev = {.ring = h->node->ring, .ref = h->audit_seq};
+
+	if (!h->audit_seq || !h->audit_release || !fs->audit)
+		return 0;
+	/* The current name (the open record has the name it was opened by);
+	 * none if the file was unlinked meanwhile. */
+	ev.path = audit_node_path(fs, h->node, apath, sizeof(apath));
+	if (wc) {
+		ev.op = AUDIT_OP_WRITE;
+		ev.bytes = wb;
+		ev.count = wc;
+		if (rc)
+			snprintf(detail, sizeof(detail),
+				 "read=%" PRIu64 " reads=%" PRIu64, rb, rc);
+	} else {
+		ev.op = AUDIT_OP_CLOSE;
+		ev.bytes = rb;
+		ev.count = rc;
+	}
+	ev.detail = detail[0] ? detail : NULL;
+	/* The kernel sends a release without the caller: it is the opener's
+	 * session (comm/exe are empty if that process has exited). */
+	return audit_as(fs, h->pid, h->uid, h->gid, &ev, NULL);
+}
+
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct ops_handle *h = ops_handle(fi);
+	int ret;
+
 	(void)ino;
-	handle_free(ops_fs(req), ops_handle(fi));
-	fuse_reply_err(req, 0);
+	ret = audit_release(ops_fs(req), h);
+	handle_free(ops_fs(req), h);
+	fuse_reply_err(req, -ret);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
@@ -2425,7 +2993,7 @@ static int check_list(fuse_req_t req, struct ops_node *dir, const char *opname)
 	int ret;
 
 	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_LIST, opname);
+	ret = pol_dir(&pr, dir, POLICY_LIST, opname, NULL);
 	pol_end(&pr);
 	return ret;
 }
@@ -2694,13 +3262,19 @@ int ops_fs_init(struct ops_fs *fs, struct store *store, const struct ops_config 
 
 	memset(fs, 0, sizeof(*fs));
 	root->fd = -1;
+	fs->reserve_fd = -1;
+	atomic_init(&fs->disk_full, false);
 	if (!store || !store->mk)
 		return -EINVAL;
 	fs->store = store;
 	fs->cfg = *cfg;
 	atomic_init(&fs->pol_on, false);
-	if (pthread_mutex_init(&fs->table_lock, NULL) != 0)
+	if (pthread_mutex_init(&fs->reserve_lock, NULL) != 0)
 		return -ENOMEM;
+	if (pthread_mutex_init(&fs->table_lock, NULL) != 0) {
+		pthread_mutex_destroy(&fs->reserve_lock);
+		return -ENOMEM;
+	}
 	if (pthread_mutex_init(&fs->pol_lock, NULL) != 0) {
 		ret = -ENOMEM;
 		goto fail_mutex;
@@ -2765,7 +3339,21 @@ fail_pol_lock:
 	pthread_mutex_destroy(&fs->pol_lock);
 fail_mutex:
 	pthread_mutex_destroy(&fs->table_lock);
+	pthread_mutex_destroy(&fs->reserve_lock);
 	return ret;
+}
+
+/* Handles the kernel never released (the session ended with files still
+ * open: no release comes any more, and no close record is written). */
+static void node_free_handles(struct ops_node *n)
+{
+	while (n->open) {
+		struct ops_handle *h = n->open;
+
+		n->open = h->next;
+		close(h->fd);
+		free(h);
+	}
 }
 
 void ops_fs_destroy(struct ops_fs *fs)
@@ -2777,6 +3365,7 @@ void ops_fs_destroy(struct ops_fs *fs)
 
 		for (; n; n = next) {
 			next = n->hnext;
+			node_free_handles(n);
 			node_free(n);
 		}
 	}
@@ -2784,6 +3373,7 @@ void ops_fs_destroy(struct ops_fs *fs)
 		struct ops_node *n = fs->detached;
 
 		fs->detached = n->dnext;
+		node_free_handles(n);
 		node_free(n);
 	}
 	free(fs->buckets);
@@ -2801,4 +3391,16 @@ void ops_fs_destroy(struct ops_fs *fs)
 	pthread_mutex_destroy(&fs->reload_lock);
 	pthread_mutex_destroy(&fs->pol_lock);
 	pthread_mutex_destroy(&fs->table_lock);
+	if (fs->reserve_fd >= 0) {
+		char *path = NULL;
+
+		/* Nothing to keep: the next mount makes it again. */
+		if (asprintf(&path, "%s/%s", fs->store->path, OPS_AUDIT_RESERVE_FILE) >=
+		    0)
+			(void)unlink(path);
+		free(path);
+		close(fs->reserve_fd);
+		fs->reserve_fd = -1;
+	}
+	pthread_mutex_destroy(&fs->reserve_lock);
 }

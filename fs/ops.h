@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "audit.h"
 #include "crypt.h"
 #include "errs.h"
 #include "format.h"
@@ -48,6 +49,17 @@ struct ops_handle {
 	struct ops_node *node;     /* the file */
 	struct ops_handle *next;   /* node's other handles; fs->table_lock */
 	struct ops_handle **pprev; /* link that points here; fs->table_lock */
+	uint64_t audit_seq;        /* seq of the open/create record, 0 = the
+				      open was not recorded (audit = none) */
+	bool audit_release;        /* record the release (close or write) */
+	uid_t uid;                 /* opener (the kernel sends a release
+				      without the caller's identity) */
+	gid_t gid;                 /* opener's gid */
+	pid_t pid;                 /* opener's pid */
+	atomic_uint_fast64_t rbytes; /* bytes read through this handle */
+	atomic_uint_fast64_t rcalls; /* read requests that returned data */
+	atomic_uint_fast64_t wbytes; /* bytes written through this handle */
+	atomic_uint_fast64_t wcalls; /* write requests that succeeded */
 };
 
 /*
@@ -130,7 +142,22 @@ struct ops_fs {
 	pthread_mutex_t reload_lock; /* one reload at a time */
 	struct creds_cache *creds;   /* callers' groups (CREDS_TTL_US old at most) */
 	struct creds_rate *rate;     /* read_rate counters per (uid, rule) */
+	struct audit *audit;         /* the store's audit log, opened by main
+					before the mount and closed after the
+					session loop; NULL records nothing
+					(never in the daemon, which refuses to
+					mount without it) */
+	int reserve_fd;              /* STORE/audit.reserve: disk space held
+					back for audit records, -1 if none */
+	atomic_bool disk_full;       /* the reserve was given to the audit log:
+					new data is refused (ENOSPC) until
+					space is freed and the reserve is back */
+	pthread_mutex_t reserve_lock; /* guards reserve_fd's size changes */
 };
+
+/* Space held back so that reads stay audited on a full disk. */
+#define OPS_AUDIT_RESERVE_FILE "audit.reserve"
+#define OPS_AUDIT_RESERVE_BYTES (4u << 20)
 
 /* The operations table passed to fuse_session_new. */
 extern const struct fuse_lowlevel_ops ops_lowlevel;
@@ -139,6 +166,13 @@ extern const struct fuse_lowlevel_ops ops_lowlevel;
  * an empty node table.  The store must be unlocked. */
 int ops_fs_init(struct ops_fs *fs, struct store *store,
 		const struct ops_config *cfg) MUST_CHECK;
+
+/* Creates STORE/audit.reserve (OPS_AUDIT_RESERVE_BYTES allocated).  When
+ * an audit record meets a full disk, the reserve is freed for the journal
+ * and new data is refused with ENOSPC (reads, which need only records,
+ * go on) until a removal frees twice the reserve and it is taken back.
+ * -errno if it cannot be made (the daemon then runs without it). */
+int ops_reserve_open(struct ops_fs *fs) MUST_CHECK;
 
 /* Frees every node and the policy (after the session loop has ended). */
 void ops_fs_destroy(struct ops_fs *fs);

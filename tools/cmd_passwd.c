@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "audit.h"
 #include "cli.h"
 
 #define VERB "passwd"
@@ -359,6 +360,24 @@ int cmd_passwd(int argc, char **argv)
 		break;
 	case MODE_LIST:
 		break;
+	}
+	{
+		char detail[96] = "";
+
+		if (added >= 0 && removed >= 0)
+			snprintf(detail, sizeof(detail),
+				 "%s slot %" PRId64 " added, slot %" PRId64 " removed",
+				 mode == MODE_KEYFILE ? "keyfile" : "passphrase", added,
+				 removed);
+		else if (added >= 0)
+			snprintf(detail, sizeof(detail), "%s slot %" PRId64 " added",
+				 mode == MODE_KEYFILE ? "keyfile" : "passphrase", added);
+		else if (removed >= 0)
+			snprintf(detail, sizeof(detail), "slot %" PRId64 " removed",
+				 removed);
+		if (detail[0] &&
+		    cli_audit_admin(VERB, st, AUDIT_OP_KEYS, 0, detail, NULL) < 0)
+			goto out;
 	}
 	if (json) {
 		json_object *o = json_object_new_object();

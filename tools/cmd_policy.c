@@ -20,6 +20,7 @@
 
 #include <json-c/json.h>
 
+#include "audit.h"
 #include "cli.h"
 #include "clock.h"
 #include "control.h"
@@ -477,6 +478,16 @@ static int do_apply(const char *storepath, const char *file, bool yes, bool dry_
 	}
 	printf("applied policy version %" PRId64 " (%zu sections)\n", version,
 	       policy_nrules(p));
+	/* Recorded before the daemon is told (it records its reload too). */
+	{
+		char detail[96];
+
+		snprintf(detail, sizeof(detail),
+			 "apply: version %" PRId64 " (%zu sections)", version,
+			 policy_nrules(p));
+		if (cli_audit_admin(VERB, st, AUDIT_OP_POLICY, 0, detail, NULL) < 0)
+			goto out;
+	}
 	ret = notify_daemon(storepath);
 out:
 	catalog_policy_clear(&cur);
