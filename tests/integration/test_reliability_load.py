@@ -100,9 +100,12 @@ def test_reliability_load_16_users(mounted, users):
              rss_last_third_max_kib=last, rss_max_kib=max(vals),
              rss_samples=",".join(str(v) for v in vals[:: max(1, len(vals) // 20)]))
     assert max(vals) < RSS_BOUND_KIB, f"daemon RSS {max(vals)} KiB"
-    if not U.asan():
+    if not U.asan() and U.torture():
         # ASan keeps freed memory in quarantine (256 MiB by default), so
-        # its RSS grows by design: only the bound is checked there.
+        # its RSS grows by design: only the bound is checked there.  A CI
+        # run (15 s) is all warm-up: the session loop adds threads with
+        # their buffers and the audit writer's SQLite cache fills, so
+        # flatness is judged only over the 10 minutes of `make torture`.
         assert last <= 1.5 * first, f"daemon RSS keeps growing: {samples}"
 
 
