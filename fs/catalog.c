@@ -464,6 +464,8 @@ int catalog_open(const char *path, int flags, struct catalog **out)
 	    ((flags & CATALOG_CREATE) && (flags & CATALOG_RDONLY)))
 		return -EINVAL;
 	cat = calloc(1, sizeof(*cat));
+	if (cat)
+		pthread_mutex_init(&cat->stmt_lock, NULL);
 	if (!cat)
 		return -ENOMEM;
 	if (flags & CATALOG_RDONLY) {
@@ -521,8 +523,11 @@ void catalog_close(struct catalog *cat)
 {
 	if (!cat)
 		return;
-	/* Statements are always finalized before returning, so this closes. */
+	/* Other statements are always finalized before returning, so this
+	 * closes. */
+	sqlite3_finalize(cat->audit_insert);
 	sqlite3_close_v2(cat->db);
+	pthread_mutex_destroy(&cat->stmt_lock);
 	free(cat);
 }
 

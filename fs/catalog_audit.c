@@ -54,21 +54,31 @@ static int row_ok(const struct catalog_audit_row *r)
 
 int catalog_audit_insert(struct catalog *cat, const struct catalog_audit_row *r)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
+	sqlite3_stmt *st;
+	int rc = 0;
 
 	if (!row_ok(r))
 		return -EINVAL;
 	if (cat->rdonly)
 		return -EROFS;
-	rc = catalog_prep(cat,
-			  "INSERT INTO audit(" AUDIT_COLS
-			  ") VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
-			  " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
-			  " ?20, ?21, ?22)",
-			  &st);
-	if (rc)
-		goto out;
+	pthread_mutex_lock(&cat->stmt_lock);
+	if (!cat->audit_insert) {
+		int prc = sqlite3_prepare_v3(cat->db,
+					     "INSERT INTO audit(" AUDIT_COLS
+					     ") VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
+					     " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+					     " ?18, ?19, ?20, ?21, ?22)",
+					     -1, SQLITE_PREPARE_PERSISTENT, &cat->audit_insert,
+					     NULL);
+
+		if (prc != SQLITE_OK) {
+			sqlite3_finalize(cat->audit_insert);
+			cat->audit_insert = NULL;
+			rc = catalog_errno(cat->db, prc);
+			goto out;
+		}
+	}
+	st = cat->audit_insert;
 	sqlite3_bind_int64(st, 1, r->seq);
 	sqlite3_bind_int64(st, 2, r->ts_us);
 	sqlite3_bind_text(st, 3, r->op, -1, SQLITE_STATIC);
@@ -95,8 +105,12 @@ int catalog_audit_insert(struct catalog *cat, const struct catalog_audit_row *r)
 	sqlite3_bind_blob(st, 21, r->prev, sizeof(r->prev), SQLITE_STATIC);
 	sqlite3_bind_blob(st, 22, r->mac, sizeof(r->mac), SQLITE_STATIC);
 	rc = catalog_step_done(cat, st);
+	/* Unbound columns must read NULL next time, and SQLITE_STATIC
+	 * bindings must not outlive the caller's row. */
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 out:
-	sqlite3_finalize(st);
+	pthread_mutex_unlock(&cat->stmt_lock);
 	return rc;
 }
 

@@ -12,6 +12,7 @@
 #define CUSTODIAN_CATALOG_INT_H
 
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include <sqlite3.h>
@@ -22,6 +23,10 @@
 struct catalog {
 	sqlite3 *db; /* serialized (FULLMUTEX) connection */
 	int rdonly;  /* refuse writes: opened read-only, or the file only allows it */
+	pthread_mutex_t stmt_lock; /* guards the cached statements below */
+	sqlite3_stmt *audit_insert; /* the audit writer's INSERT, prepared once
+				       (per-record prepare was most of an
+				       insert's cost); stmt_lock */
 };
 
 /* Tables of each concern file (SQL, may hold several statements). */
