@@ -63,13 +63,12 @@ int catalog_audit_insert(struct catalog *cat, const struct catalog_audit_row *r)
 		return -EROFS;
 	pthread_mutex_lock(&cat->stmt_lock);
 	if (!cat->audit_insert) {
-		int prc = sqlite3_prepare_v3(cat->db,
-					     "INSERT INTO audit(" AUDIT_COLS
-					     ") VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
-					     " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-					     " ?18, ?19, ?20, ?21, ?22)",
-					     -1, SQLITE_PREPARE_PERSISTENT, &cat->audit_insert,
-					     NULL);
+		int prc = sqlite3_prepare_v3(
+			cat->db,
+			"INSERT INTO audit(" AUDIT_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6,"
+			" ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+			" ?18, ?19, ?20, ?21, ?22)",
+			-1, SQLITE_PREPARE_PERSISTENT, &cat->audit_insert, NULL);
 
 		if (prc != SQLITE_OK) {
 			sqlite3_finalize(cat->audit_insert);
