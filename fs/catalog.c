@@ -190,7 +190,8 @@ static int read_schema(struct catalog *cat, int64_t *version)
 	int64_t v = 0;
 	int rc, n, i;
 
-	rc = catalog_prep(cat, "SELECT value FROM meta WHERE key = '" SCHEMA_KEY "'", &st);
+	rc = catalog_prep(cat, "SELECT value FROM meta WHERE key = '" SCHEMA_KEY "'",
+			  &st);
 	if (rc)
 		goto out; /* no meta table: not a custodian catalogue */
 	rc = sqlite3_step(st);
@@ -260,9 +261,9 @@ static int migrate(struct catalog *cat, int64_t from)
 		}
 	}
 	rc = catalog_prep(cat,
-		  "INSERT INTO meta(key, value) VALUES('" SCHEMA_KEY "', ?1)"
-		  " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-		  &st);
+			  "INSERT INTO meta(key, value) VALUES('" SCHEMA_KEY "', ?1)"
+			  " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+			  &st);
 	if (rc)
 		goto out;
 	sqlite3_bind_int64(st, 1, CATALOG_SCHEMA);
@@ -617,9 +618,9 @@ int catalog_meta_put(struct catalog *cat, const char *key, const void *val, size
 	if (cat->rdonly)
 		return -EROFS;
 	rc = catalog_prep(cat,
-		  "INSERT INTO meta(key, value) VALUES(?1, ?2)"
-		  " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-		  &st);
+			  "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+			  " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+			  &st);
 	if (rc)
 		goto out;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -643,15 +644,16 @@ int catalog_slot_add(struct catalog *cat, struct catalog_slot *slot)
 	int rc;
 
 	if (!catalog_field_ok(slot->kind, sizeof(slot->kind)) || !slot->kind[0] ||
-	    !catalog_field_ok(slot->label, sizeof(slot->label)) || slot->opslimit > INT64_MAX ||
-	    slot->memlimit > INT64_MAX)
+	    !catalog_field_ok(slot->label, sizeof(slot->label)) ||
+	    slot->opslimit > INT64_MAX || slot->memlimit > INT64_MAX)
 		return -EINVAL;
 	if (cat->rdonly)
 		return -EROFS;
-	rc = catalog_prep(cat,
-		  "INSERT INTO slots(kind, label, salt, opslimit, memlimit, wrapped,"
-		  " created_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-		  &st);
+	rc = catalog_prep(
+		cat,
+		"INSERT INTO slots(kind, label, salt, opslimit, memlimit, wrapped,"
+		" created_us) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+		&st);
 	if (rc)
 		goto out;
 	sqlite3_bind_text(st, 1, slot->kind, -1, SQLITE_STATIC);
@@ -712,9 +714,9 @@ int catalog_slot_list(struct catalog *cat, struct catalog_slot **out, size_t *n)
 	*out = NULL;
 	*n = 0;
 	rc = catalog_prep(cat,
-		  "SELECT id, kind, label, salt, opslimit, memlimit, wrapped,"
-		  " created_us FROM slots ORDER BY id",
-		  &st);
+			  "SELECT id, kind, label, salt, opslimit, memlimit, wrapped,"
+			  " created_us FROM slots ORDER BY id",
+			  &st);
 	if (rc)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -795,18 +797,20 @@ int catalog_policy_add(struct catalog *cat, const struct catalog_policy *p)
 	int64_t next;
 	int rc;
 
-	if (p->version < 1 || !p->text || !catalog_field_ok(p->applied_by, sizeof(p->applied_by)))
+	if (p->version < 1 || !p->text ||
+	    !catalog_field_ok(p->applied_by, sizeof(p->applied_by)))
 		return -EINVAL;
 	if (cat->rdonly)
 		return -EROFS;
 	/* Versions are append-only: the insert happens only if p->version is
 	 * the next one, atomically with the check. */
-	rc = catalog_prep(cat,
-		  "INSERT INTO policies(version, text, applied_by, applied_us, mac)"
-		  " SELECT ?1, ?2, ?3, ?4, ?5 WHERE ?1 ="
-		  " (SELECT COALESCE(MAX(version), 0) + 1 FROM policies)"
-		  " RETURNING version",
-		  &st);
+	rc = catalog_prep(
+		cat,
+		"INSERT INTO policies(version, text, applied_by, applied_us, mac)"
+		" SELECT ?1, ?2, ?3, ?4, ?5 WHERE ?1 ="
+		" (SELECT COALESCE(MAX(version), 0) + 1 FROM policies)"
+		" RETURNING version",
+		&st);
 	if (rc)
 		goto out;
 	sqlite3_bind_int64(st, 1, p->version);
@@ -847,11 +851,11 @@ int catalog_policy_get(struct catalog *cat, int64_t version, struct catalog_poli
 	if (version < 0)
 		return -EINVAL;
 	rc = catalog_prep(cat,
-		  version ? "SELECT version, text, applied_by, applied_us, mac"
-			    " FROM policies WHERE version = ?1"
-			  : "SELECT version, text, applied_by, applied_us, mac"
-			    " FROM policies ORDER BY version DESC LIMIT 1",
-		  &st);
+			  version ? "SELECT version, text, applied_by, applied_us, mac"
+				    " FROM policies WHERE version = ?1"
+				  : "SELECT version, text, applied_by, applied_us, mac"
+				    " FROM policies ORDER BY version DESC LIMIT 1",
+			  &st);
 	if (rc)
 		goto out;
 	if (version)

@@ -23,8 +23,8 @@
 struct catalog;
 
 /* catalog_open flags */
-#define CATALOG_CREATE 0x1   /* create the file and schema; -EEXIST if present */
-#define CATALOG_RDONLY 0x2   /* open read-only */
+#define CATALOG_CREATE 0x1 /* create the file and schema; -EEXIST if present */
+#define CATALOG_RDONLY 0x2 /* open read-only */
 
 /* Opens (or creates) the database at path.  -ENOENT if missing (without
  * CATALOG_CREATE), -EEXIST if present (with it), -EIO if the file is not a
@@ -54,14 +54,14 @@ int catalog_meta_put(struct catalog *cat, const char *key, const void *val,
 
 /* One key slot. */
 struct catalog_slot {
-	int64_t id;                           /* rowid, assigned on add */
-	char kind[16];                        /* KEYS_SLOT_* */
-	char label[64];                       /* free text, may be empty */
-	uint8_t salt[CRYPT_SALT_BYTES];       /* Argon2id salt (passphrase) */
-	uint64_t opslimit;                    /* Argon2id passes (passphrase) */
-	uint64_t memlimit;                    /* Argon2id bytes (passphrase) */
-	uint8_t wrapped[KEYS_WRAPPED_BYTES];  /* master key wrapped by the KEK */
-	int64_t created_us;                   /* UTC microseconds */
+	int64_t id;                          /* rowid, assigned on add */
+	char kind[16];                       /* KEYS_SLOT_* */
+	char label[64];                      /* free text, may be empty */
+	uint8_t salt[CRYPT_SALT_BYTES];      /* Argon2id salt (passphrase) */
+	uint64_t opslimit;                   /* Argon2id passes (passphrase) */
+	uint64_t memlimit;                   /* Argon2id bytes (passphrase) */
+	uint8_t wrapped[KEYS_WRAPPED_BYTES]; /* master key wrapped by the KEK */
+	int64_t created_us;                  /* UTC microseconds */
 };
 
 int catalog_slot_add(struct catalog *cat, struct catalog_slot *slot) MUST_CHECK;
@@ -73,10 +73,10 @@ int catalog_slot_remove(struct catalog *cat, int64_t id) MUST_CHECK;
 
 /* One stored policy version. */
 struct catalog_policy {
-	int64_t version;        /* 1, 2, ... assigned on add */
-	char *text;             /* the policy source, NUL-terminated (malloc'd) */
-	char applied_by[64];    /* user name of the administrator */
-	int64_t applied_us;     /* UTC microseconds */
+	int64_t version;              /* 1, 2, ... assigned on add */
+	char *text;                   /* the policy source, NUL-terminated (malloc'd) */
+	char applied_by[64];          /* user name of the administrator */
+	int64_t applied_us;           /* UTC microseconds */
 	uint8_t mac[CRYPT_MAC_BYTES]; /* caller's MAC over version|text|by|time */
 };
 
@@ -110,36 +110,37 @@ void catalog_policy_clear(struct catalog_policy *p);
 
 /* One audit record as stored (see fs/audit.h for the meaning). */
 struct catalog_audit_row {
-	int64_t seq;                              /* 1, 2, ... */
-	int64_t ts_us;                            /* UTC microseconds */
-	char op[CATALOG_AUDIT_OP_MAX];            /* operation name */
-	int64_t outcome;                          /* 0 or positive errno */
-	int64_t uid;                              /* caller uid */
-	int64_t gid;                              /* caller gid */
-	char groups[CATALOG_AUDIT_GROUPS_MAX];    /* supplementary gids text */
-	int64_t auid;                             /* login uid */
-	int64_t ses;                              /* session id */
-	int64_t pid;                              /* caller pid */
-	char comm[CATALOG_AUDIT_COMM_MAX];        /* process name */
-	char exe[CATALOG_AUDIT_EXE_MAX];          /* executable path */
-	int has_subject;                          /* subject is set */
-	uint8_t subject[CRYPT_HASH_BYTES];        /* subject hash */
-	size_t path_len;                          /* 0: no path */
-	uint8_t path[CATALOG_AUDIT_SEALED_MAX];   /* sealed path */
-	size_t path2_len;                         /* 0: no second path */
-	uint8_t path2[CATALOG_AUDIT_SEALED_MAX];  /* sealed second path */
-	int64_t flags;                            /* open flags */
-	int64_t bytes;                            /* bytes read/written */
-	int64_t count;                            /* read/write calls */
-	int64_t ref;                              /* seq of the matching open */
-	char detail[CATALOG_AUDIT_DETAIL_MAX];    /* short text, no names */
-	uint8_t prev[CRYPT_MAC_BYTES];            /* MAC of record seq-1 */
-	uint8_t mac[CRYPT_MAC_BYTES];             /* this record's MAC */
+	int64_t seq;                             /* 1, 2, ... */
+	int64_t ts_us;                           /* UTC microseconds */
+	char op[CATALOG_AUDIT_OP_MAX];           /* operation name */
+	int64_t outcome;                         /* 0 or positive errno */
+	int64_t uid;                             /* caller uid */
+	int64_t gid;                             /* caller gid */
+	char groups[CATALOG_AUDIT_GROUPS_MAX];   /* supplementary gids text */
+	int64_t auid;                            /* login uid */
+	int64_t ses;                             /* session id */
+	int64_t pid;                             /* caller pid */
+	char comm[CATALOG_AUDIT_COMM_MAX];       /* process name */
+	char exe[CATALOG_AUDIT_EXE_MAX];         /* executable path */
+	int has_subject;                         /* subject is set */
+	uint8_t subject[CRYPT_HASH_BYTES];       /* subject hash */
+	size_t path_len;                         /* 0: no path */
+	uint8_t path[CATALOG_AUDIT_SEALED_MAX];  /* sealed path */
+	size_t path2_len;                        /* 0: no second path */
+	uint8_t path2[CATALOG_AUDIT_SEALED_MAX]; /* sealed second path */
+	int64_t flags;                           /* open flags */
+	int64_t bytes;                           /* bytes read/written */
+	int64_t count;                           /* read/write calls */
+	int64_t ref;                             /* seq of the matching open */
+	char detail[CATALOG_AUDIT_DETAIL_MAX];   /* short text, no names */
+	uint8_t prev[CRYPT_MAC_BYTES];           /* MAC of record seq-1 */
+	uint8_t mac[CRYPT_MAC_BYTES];            /* this record's MAC */
 };
 
 /* Inserts one row (inside the caller's transaction, if any).  -EEXIST if
  * the seq is taken, -EINVAL if a field is out of range. */
-int catalog_audit_insert(struct catalog *cat, const struct catalog_audit_row *r) MUST_CHECK;
+int catalog_audit_insert(struct catalog *cat,
+			 const struct catalog_audit_row *r) MUST_CHECK;
 
 /* Highest seq in the table and its MAC; *seq = 0 (mac zeroed) if empty. */
 int catalog_audit_last(struct catalog *cat, int64_t *seq,
@@ -165,9 +166,9 @@ struct catalog_audit_iter;
 int catalog_audit_query(struct catalog *cat, const struct catalog_audit_filter *f,
 			struct catalog_audit_iter **out) MUST_CHECK;
 /* 1 and *r filled, 0 at the end, -EIO if a row is damaged. */
-int catalog_audit_next(struct catalog_audit_iter *it, struct catalog_audit_row *r) MUST_CHECK;
+int catalog_audit_next(struct catalog_audit_iter *it,
+		       struct catalog_audit_row *r) MUST_CHECK;
 void catalog_audit_iter_free(struct catalog_audit_iter *it);
-
 
 /* --- subjects (catalog_subjects.c; added by the subjects module) --------- */
 
@@ -179,25 +180,25 @@ void catalog_audit_iter_free(struct catalog_audit_iter *it);
 /* One data subject.  Nothing here is readable without keys: the id, the
  * reasons and the parent path are sealed by the caller (subjects.c). */
 struct catalog_subject {
-	uint8_t hash[CRYPT_HASH_BYTES];                 /* keyed hash of the id (key) */
-	int restricted;                                 /* processing restricted */
-	int held;                                       /* legal hold */
-	int shredded;                                   /* key destroyed */
-	int has_key;                                    /* wrapped is valid */
-	uint8_t wrapped[KEYS_WRAPPED_BYTES];            /* subject key, wrapped */
-	size_t id_ct_len;                               /* 0 = none (shredded) */
-	uint8_t id_ct[CATALOG_SUBJECT_ID_CT_MAX];       /* id, sealed by the subject */
-	size_t parent_ct_len;                           /* 0 = none */
+	uint8_t hash[CRYPT_HASH_BYTES];                   /* keyed hash of the id (key) */
+	int restricted;                                   /* processing restricted */
+	int held;                                         /* legal hold */
+	int shredded;                                     /* key destroyed */
+	int has_key;                                      /* wrapped is valid */
+	uint8_t wrapped[KEYS_WRAPPED_BYTES];              /* subject key, wrapped */
+	size_t id_ct_len;                                 /* 0 = none (shredded) */
+	uint8_t id_ct[CATALOG_SUBJECT_ID_CT_MAX];         /* id, sealed by the subject */
+	size_t parent_ct_len;                             /* 0 = none */
 	uint8_t parent_ct[CATALOG_SUBJECT_PARENT_CT_MAX]; /* parent path, sealed by
 							   the volume */
-	size_t restrict_ct_len;                         /* 0 = none */
+	size_t restrict_ct_len;                           /* 0 = none */
 	uint8_t restrict_ct[CATALOG_SUBJECT_REASON_CT_MAX]; /* restriction reason */
-	size_t hold_ct_len;                             /* 0 = none */
-	uint8_t hold_ct[CATALOG_SUBJECT_REASON_CT_MAX]; /* hold reason */
-	int64_t created_us;                             /* UTC microseconds */
-	int64_t last_write_us;                          /* UTC microseconds */
-	uint8_t mac[CRYPT_MAC_BYTES];                   /* caller's MAC over the row
-							   (all but last_write_us) */
+	size_t hold_ct_len;                                 /* 0 = none */
+	uint8_t hold_ct[CATALOG_SUBJECT_REASON_CT_MAX];     /* hold reason */
+	int64_t created_us;                                 /* UTC microseconds */
+	int64_t last_write_us;                              /* UTC microseconds */
+	uint8_t mac[CRYPT_MAC_BYTES];                       /* caller's MAC over the row
+							       (all but last_write_us) */
 };
 
 /* -ENOENT if no row has that hash. */
@@ -252,13 +253,13 @@ int catalog_erasure_find_key(struct catalog *cat,
  * caller (fs/retention.c) under the volume keyring; the row is found by a
  * keyed hash of the normalised path. */
 struct catalog_hold {
-	uint8_t hash[CRYPT_HASH_BYTES];                   /* keyed hash of the path */
-	size_t path_ct_len;                               /* > 0 */
-	uint8_t path_ct[CATALOG_HOLD_PATH_CT_MAX];        /* sealed path */
-	size_t reason_ct_len;                             /* 0 = none */
-	uint8_t reason_ct[CATALOG_HOLD_REASON_CT_MAX];    /* sealed reason */
-	int64_t created_us;                               /* UTC microseconds */
-	uint8_t mac[CRYPT_MAC_BYTES];                     /* caller's MAC over the row */
+	uint8_t hash[CRYPT_HASH_BYTES];                /* keyed hash of the path */
+	size_t path_ct_len;                            /* > 0 */
+	uint8_t path_ct[CATALOG_HOLD_PATH_CT_MAX];     /* sealed path */
+	size_t reason_ct_len;                          /* 0 = none */
+	uint8_t reason_ct[CATALOG_HOLD_REASON_CT_MAX]; /* sealed reason */
+	int64_t created_us;                            /* UTC microseconds */
+	uint8_t mac[CRYPT_MAC_BYTES];                  /* caller's MAC over the row */
 };
 
 /* -ENOENT if no hold has that hash (or the store has no holds table). */
@@ -287,7 +288,6 @@ int catalog_erased_get(struct catalog *cat, const uint8_t file_id[CRYPT_FILE_ID_
 /* Inserts or replaces. */
 int catalog_erased_put(struct catalog *cat, const struct catalog_erased *e) MUST_CHECK;
 /* Rows finished (done) and started but not finished (pending). */
-int catalog_erased_count(struct catalog *cat, int64_t *done,
-			 int64_t *pending) MUST_CHECK;
+int catalog_erased_count(struct catalog *cat, int64_t *done, int64_t *pending) MUST_CHECK;
 
 #endif

@@ -23,7 +23,7 @@
 struct catalog {
 	sqlite3 *db; /* serialized (FULLMUTEX) connection */
 	int rdonly;  /* refuse writes: opened read-only, or the file only allows it */
-	pthread_mutex_t stmt_lock; /* guards the cached statements below */
+	pthread_mutex_t stmt_lock;  /* guards the cached statements below */
 	sqlite3_stmt *audit_insert; /* the audit writer's INSERT, prepared once
 				       (per-record prepare was most of an
 				       insert's cost); stmt_lock */

@@ -2785,8 +2785,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		/* No O_TMPFILE here (NFS, some FUSE backings): create in
 		 * place, with the crash window docs/daemon.md describes. */
 		fd = openat(dir->fd, enc.backing,
-			    (backing_flags(fs, fi->flags) & ~O_ACCMODE) | O_RDWR | O_CREAT |
-				    O_EXCL | O_NOFOLLOW,
+			    (backing_flags(fs, fi->flags) & ~O_ACCMODE) | O_RDWR |
+				    O_CREAT | O_EXCL | O_NOFOLLOW,
 			    mode & 07777);
 		made = fd >= 0;
 	}

@@ -42,20 +42,20 @@ struct ops_name {
 
 /* An open regular file (fi->fh). */
 struct ops_handle {
-	int fd;                    /* backing fd: O_RDWR if the caller may write,
-				      else O_RDONLY */
-	bool may_write;            /* opened for writing: the policy said so
-				      at open (or create) */
-	struct ops_node *node;     /* the file */
-	struct ops_handle *next;   /* node's other handles; fs->table_lock */
-	struct ops_handle **pprev; /* link that points here; fs->table_lock */
-	uint64_t audit_seq;        /* seq of the open/create record, 0 = the
-				      open was not recorded (audit = none) */
-	bool audit_release;        /* record the release (close or write) */
-	uid_t uid;                 /* opener (the kernel sends a release
-				      without the caller's identity) */
-	gid_t gid;                 /* opener's gid */
-	pid_t pid;                 /* opener's pid */
+	int fd;                      /* backing fd: O_RDWR if the caller may write,
+					else O_RDONLY */
+	bool may_write;              /* opened for writing: the policy said so
+					at open (or create) */
+	struct ops_node *node;       /* the file */
+	struct ops_handle *next;     /* node's other handles; fs->table_lock */
+	struct ops_handle **pprev;   /* link that points here; fs->table_lock */
+	uint64_t audit_seq;          /* seq of the open/create record, 0 = the
+					open was not recorded (audit = none) */
+	bool audit_release;          /* record the release (close or write) */
+	uid_t uid;                   /* opener (the kernel sends a release
+					without the caller's identity) */
+	gid_t gid;                   /* opener's gid */
+	pid_t pid;                   /* opener's pid */
 	atomic_uint_fast64_t rbytes; /* bytes read through this handle */
 	atomic_uint_fast64_t rcalls; /* read requests that returned data */
 	atomic_uint_fast64_t wbytes; /* bytes written through this handle */
@@ -120,38 +120,38 @@ struct creds_rate;
 
 /* The mounted file system. */
 struct ops_fs {
-	struct store *store;         /* unlocked store; owned by main */
-	struct ops_config cfg;       /* immutable once mounted */
-	pthread_mutex_t table_lock;  /* guards the node table and the fields
-					of nodes marked fs->table_lock */
-	struct ops_node **buckets;   /* hash table by (dev, ino); table_lock */
-	size_t nbuckets;             /* power of two; table_lock */
-	size_t count;                /* nodes in the table; table_lock */
-	uint64_t next_generation;    /* table_lock */
-	struct ops_node root;        /* FUSE_ROOT_ID; never in the table */
-	struct ops_node *detached;   /* nodes taken out of the table while the
-					kernel still references them;
-					table_lock */
-	atomic_bool pol_on;          /* a policy has been in force: checks run
-					(never cleared: a store cannot go back
-					to mode bits alone while mounted) */
-	pthread_mutex_t pol_lock;    /* guards pol: the swap and taking a
-					reference; held for a few instructions */
-	struct ops_policy *pol;      /* policy in force, NULL = mode bits alone;
-					pol_lock */
-	pthread_mutex_t reload_lock; /* one reload at a time */
-	struct creds_cache *creds;   /* callers' groups (CREDS_TTL_US old at most) */
-	struct creds_rate *rate;     /* read_rate counters per (uid, rule) */
-	struct audit *audit;         /* the store's audit log, opened by main
-					before the mount and closed after the
-					session loop; NULL records nothing
-					(never in the daemon, which refuses to
-					mount without it) */
-	int reserve_fd;              /* STORE/audit.reserve: disk space held
-					back for audit records, -1 if none */
-	atomic_bool disk_full;       /* the reserve was given to the audit log:
-					new data is refused (ENOSPC) until
-					space is freed and the reserve is back */
+	struct store *store;          /* unlocked store; owned by main */
+	struct ops_config cfg;        /* immutable once mounted */
+	pthread_mutex_t table_lock;   /* guards the node table and the fields
+					 of nodes marked fs->table_lock */
+	struct ops_node **buckets;    /* hash table by (dev, ino); table_lock */
+	size_t nbuckets;              /* power of two; table_lock */
+	size_t count;                 /* nodes in the table; table_lock */
+	uint64_t next_generation;     /* table_lock */
+	struct ops_node root;         /* FUSE_ROOT_ID; never in the table */
+	struct ops_node *detached;    /* nodes taken out of the table while the
+					 kernel still references them;
+					 table_lock */
+	atomic_bool pol_on;           /* a policy has been in force: checks run
+					 (never cleared: a store cannot go back
+					 to mode bits alone while mounted) */
+	pthread_mutex_t pol_lock;     /* guards pol: the swap and taking a
+					 reference; held for a few instructions */
+	struct ops_policy *pol;       /* policy in force, NULL = mode bits alone;
+					 pol_lock */
+	pthread_mutex_t reload_lock;  /* one reload at a time */
+	struct creds_cache *creds;    /* callers' groups (CREDS_TTL_US old at most) */
+	struct creds_rate *rate;      /* read_rate counters per (uid, rule) */
+	struct audit *audit;          /* the store's audit log, opened by main
+					 before the mount and closed after the
+					 session loop; NULL records nothing
+					 (never in the daemon, which refuses to
+					 mount without it) */
+	int reserve_fd;               /* STORE/audit.reserve: disk space held
+					 back for audit records, -1 if none */
+	atomic_bool disk_full;        /* the reserve was given to the audit log:
+					 new data is refused (ENOSPC) until
+					 space is freed and the reserve is back */
 	pthread_mutex_t reserve_lock; /* guards reserve_fd's size changes */
 };
 
