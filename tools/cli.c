@@ -265,3 +265,45 @@ int cli_audit_admin(const char *verb, struct store *st, const char *op, int outc
 			strerror(-ret));
 	return ret;
 }
+
+/* Undoes the octal escapes (\040 etc.) of a /proc/self/mounts field. */
+static void mounts_unescape(char *s)
+{
+	char *w = s;
+
+	for (char *r = s; *r != '\0'; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
+		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
+				      (r[3] - '0'));
+			r += 3;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+}
+
+bool cli_store_mounted(const char *path)
+{
+	char *line = NULL, *save, *src, *type, *real = realpath(path, NULL);
+	size_t cap = 0;
+	bool found = false;
+	FILE *f = real ? fopen("/proc/self/mounts", "re") : NULL;
+
+	while (f && !found && getline(&line, &cap, f) > 0) {
+		src = strtok_r(line, " \t\n", &save);
+		(void)strtok_r(NULL, " \t\n", &save);
+		type = strtok_r(NULL, " \t\n", &save);
+		if (src == NULL || type == NULL ||
+		    strncmp(type, "fuse.custodian", 14) != 0)
+			continue;
+		mounts_unescape(src);
+		found = strcmp(src, real) == 0;
+	}
+	free(line);
+	free(real);
+	if (f)
+		fclose(f);
+	return found;
+}

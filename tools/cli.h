@@ -50,6 +50,10 @@ struct cli_unlock {
 int cli_open_unlocked(const char *verb, const char *path, bool readonly,
 		      const struct cli_unlock *how, struct store **out);
 
+/* Is the store at `path` mounted by a custodian daemon?  (The daemon mounts
+ * with fsname = realpath of the store and type fuse.custodian.) */
+bool cli_store_mounted(const char *path);
+
 /* Prints "custodian: VERB: msg" to stderr (printf-style). */
 void cli_err(const char *verb, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -190,49 +190,6 @@ static void on_signal(int sig)
 	interrupted = 1;
 }
 
-/* Undoes the octal escapes (\040 etc.) of a /proc/self/mounts field. */
-static void mounts_unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r != '\0'; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
-		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
-/* Is the store whose realpath is `real` mounted by a custodian daemon? */
-static bool is_mounted(const char *real)
-{
-	char *line = NULL, *save, *src, *type;
-	size_t cap = 0;
-	bool found = false;
-	FILE *f = fopen("/proc/self/mounts", "re");
-
-	if (f == NULL)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0) {
-		src = strtok_r(line, " \t\n", &save);
-		(void)strtok_r(NULL, " \t\n", &save);
-		type = strtok_r(NULL, " \t\n", &save);
-		if (src == NULL || type == NULL ||
-		    strncmp(type, "fuse.custodian", 14) != 0)
-			continue;
-		mounts_unescape(src);
-		found = strcmp(src, real) == 0;
-	}
-	free(line);
-	fclose(f);
-	return found;
-}
-
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -1119,7 +1076,7 @@ int cmd_export(int argc, char **argv)
 		cli_err(VERB, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (is_mounted(real)) {
+	if (cli_store_mounted(real)) {
 		cli_err(VERB, "%s is mounted; unmount it first", path);
 		goto out;
 	}

@@ -45,49 +45,6 @@ static void usage(FILE *f, const char *verb)
 		strcmp(verb, "restrict") == 0 ? "Restricts" : "Lifts the restriction of");
 }
 
-/* Undoes the octal escapes (\040 etc.) of a /proc/self/mounts field. */
-static void mounts_unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r != '\0'; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
-		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
-/* Is the store at `path` mounted by a custodian daemon? */
-static bool is_mounted(const char *path)
-{
-	char *line = NULL, *save, *src, *type, *real = realpath(path, NULL);
-	size_t cap = 0;
-	bool found = false;
-	FILE *f = real ? fopen("/proc/self/mounts", "re") : NULL;
-
-	while (f && !found && getline(&line, &cap, f) > 0) {
-		src = strtok_r(line, " \t\n", &save);
-		(void)strtok_r(NULL, " \t\n", &save);
-		type = strtok_r(NULL, " \t\n", &save);
-		if (src == NULL || type == NULL ||
-		    strncmp(type, "fuse.custodian", 14) != 0)
-			continue;
-		mounts_unescape(src);
-		found = strcmp(src, real) == 0;
-	}
-	free(line);
-	free(real);
-	if (f)
-		fclose(f);
-	return found;
-}
-
 static int run(int argc, char **argv, const char *verb, bool on)
 {
 	struct cli_unlock how = {0};
@@ -141,7 +98,7 @@ static int run(int argc, char **argv, const char *verb, bool on)
 		cli_err(verb, "'%s' is not a subject id (a directory name)", id);
 		return CLI_USAGE;
 	}
-	if (is_mounted(path)) {
+	if (cli_store_mounted(path)) {
 		cli_err(verb,
 			"%s is mounted; unmount it first (live changes come with the "
 			"daemon's control channel)",

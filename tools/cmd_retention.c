@@ -104,50 +104,6 @@ struct args {
 	uint64_t stop_after; /* --test-stop-after, 0 = off */
 };
 
-/* --- helpers shared with the daemon's future control channel ------------- */
-
-static void mounts_unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r != '\0'; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
-		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
-/* Is the store whose realpath is `real` mounted (as cmd_status.c finds)? */
-static bool is_mounted(const char *real)
-{
-	char *line = NULL, *save, *src, *type;
-	size_t cap = 0;
-	bool found = false;
-	FILE *f = fopen("/proc/self/mounts", "re");
-
-	if (f == NULL)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0) {
-		src = strtok_r(line, " \t\n", &save);
-		(void)strtok_r(NULL, " \t\n", &save);
-		type = strtok_r(NULL, " \t\n", &save);
-		if (src == NULL || type == NULL ||
-		    strncmp(type, "fuse.custodian", 14) != 0)
-			continue;
-		mounts_unescape(src);
-		found = strcmp(src, real) == 0;
-	}
-	free(line);
-	fclose(f);
-	return found;
-}
-
 static void operator_name(char out[SUBJECTS_OPERATOR_MAX])
 {
 	struct passwd *pw = getpwuid(getuid());
@@ -796,7 +752,7 @@ static int do_sweep(const struct args *ar)
 		cli_err(VERB, "%s: %s", ar->path, strerror(errno));
 		goto out;
 	}
-	if (is_mounted(real)) {
+	if (cli_store_mounted(real)) {
 		cli_err(VERB,
 			"%s is mounted; the live sweep goes through the daemon "
 			"(control channel: coming)",

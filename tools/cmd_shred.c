@@ -66,49 +66,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-/* Undoes the octal escapes (\040 etc.) of a /proc/self/mounts field. */
-static void mounts_unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r != '\0'; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
-		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
-/* Is the store whose realpath is `real` mounted by a custodian daemon? */
-static bool is_mounted(const char *real)
-{
-	char *line = NULL, *save, *src, *type;
-	size_t cap = 0;
-	bool found = false;
-	FILE *f = fopen("/proc/self/mounts", "re");
-
-	if (f == NULL)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0) {
-		src = strtok_r(line, " \t\n", &save);
-		(void)strtok_r(NULL, " \t\n", &save);
-		type = strtok_r(NULL, " \t\n", &save);
-		if (src == NULL || type == NULL ||
-		    strncmp(type, "fuse.custodian", 14) != 0)
-			continue;
-		mounts_unescape(src);
-		found = strcmp(src, real) == 0;
-	}
-	free(line);
-	fclose(f);
-	return found;
-}
-
 /* Who is shredding: the login behind sudo if there is one. */
 static void operator_name(char out[SUBJECTS_OPERATOR_MAX])
 {
@@ -316,7 +273,7 @@ int cmd_shred(int argc, char **argv)
 		cli_err(VERB, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (is_mounted(real)) {
+	if (cli_store_mounted(real)) {
 		cli_err(VERB,
 			"%s is mounted; unmount it first (live shred comes with the "
 			"daemon's control channel)",
