@@ -1,11 +1,15 @@
 /*
- * cmd_hold.c — `custodian hold|release STORE SUBJECT --reason`: legal hold
- * on one data subject.
+ * cmd_hold.c — the two flags an operator sets on one data subject:
+ * `custodian hold|release STORE SUBJECT --reason` (legal hold) and
+ * `custodian restrict|unrestrict STORE SUBJECT --reason` (restriction of
+ * processing, GDPR art. 18).  Both verbs pairs share one implementation,
+ * described by a table of struct flag_verb.
  *
- * Owns the operator's side of the hold: while it is set nothing in the
- * subject may be deleted, truncated, swept or shredded (EPERM; the daemon
- * enforces the file operations, subjects_shred the shred).  The reason of
- * the latest change is kept sealed under the subject's key; the change is
+ * While a hold is set nothing in the subject may be deleted, truncated,
+ * swept or shredded (EPERM; the daemon enforces the file operations,
+ * subjects_shred the shred).  While a restriction is set only principals
+ * the policy grants `admin` may read the subject's files.  The reason of the
+ * latest change is kept sealed under the subject's key; the change is
  * recorded in the audit chain.  Needs an unmounted store for now (live
  * changes come with the daemon's control channel).
  */
@@ -31,21 +35,51 @@ static const struct option longopts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static void usage(FILE *f, const char *verb)
+/* One verb: which flag it sets or clears, and what it tells the user. */
+struct flag_verb {
+	const char *verb; /* the command word */
+	bool on;          /* sets (true) or clears the flag */
+	int (*set)(struct store *st, const uint8_t hash[CRYPT_HASH_BYTES], bool on,
+		   const char *reason, bool *changed); /* subjects_set_* */
+	const char *help;                              /* usage paragraph */
+	const char *done;                              /* printed after a change */
+	const char *same;                              /* printed when nothing changed */
+};
+
+static const struct flag_verb verbs[] = {
+	{"hold", true, subjects_set_held,
+	 "Places a legal hold on data subject SUBJECT: while held, nothing\n"
+	 "in it may be deleted, truncated, swept or shredded.\n",
+	 "on legal hold", "on legal hold (already)"},
+	{"release", false, subjects_set_held,
+	 "Releases a legal hold on data subject SUBJECT: while held, nothing\n"
+	 "in it may be deleted, truncated, swept or shredded.\n",
+	 "legal hold released", "legal hold released (was not held)"},
+	{"restrict", true, subjects_set_restricted,
+	 "Restricts processing of data subject SUBJECT: while restricted, only\n"
+	 "principals the policy grants `admin` may read its files.\n",
+	 "processing restricted", "processing restricted (already)"},
+	{"unrestrict", false, subjects_set_restricted,
+	 "Lifts the restriction of processing of data subject SUBJECT: while\n"
+	 "restricted, only principals the policy grants `admin` may read its files.\n",
+	 "restriction lifted", "restriction lifted (was not restricted)"},
+};
+
+static void usage(FILE *f, const struct flag_verb *fv)
 {
 	fprintf(f,
 		"usage: custodian %s STORE SUBJECT --reason TEXT [unlock options]\n"
 		"\n"
-		"%s a legal hold on data subject SUBJECT: while held, nothing\n"
-		"in it may be deleted, truncated, swept or shredded.\n"
+		"%s"
 		"\n"
 		"  --reason TEXT  why (kept, encrypted with the "
 		"subject)\n" CLI_UNLOCK_HELP "  -h, --help     show this help\n",
-		verb, strcmp(verb, "hold") == 0 ? "Places" : "Releases");
+		fv->verb, fv->help);
 }
 
-static int run(int argc, char **argv, const char *verb, bool on)
+static int run(int argc, char **argv, const struct flag_verb *fv)
 {
+	const char *verb = fv->verb;
 	struct cli_unlock how = {0};
 	uint8_t hash[CRYPT_HASH_BYTES];
 	const char *reason = NULL, *path, *id;
@@ -64,22 +98,22 @@ static int run(int argc, char **argv, const char *verb, bool on)
 			break;
 		case 'h':
 		case OPT_HELP:
-			usage(stdout, verb);
+			usage(stdout, fv);
 			return CLI_OK;
 		case ':':
 			cli_err(verb, "%s needs an argument", argv[optind - 1]);
-			usage(stderr, verb);
+			usage(stderr, fv);
 			return CLI_USAGE;
 		default:
 			cli_err(verb, "unknown option %s", argv[optind - 1]);
-			usage(stderr, verb);
+			usage(stderr, fv);
 			return CLI_USAGE;
 		}
 	}
 	if (argc - optind != 2) {
 		cli_err(verb, argc - optind < 2 ? "STORE and SUBJECT are required"
 						: "too many arguments");
-		usage(stderr, verb);
+		usage(stderr, fv);
 		return CLI_USAGE;
 	}
 	path = argv[optind];
@@ -114,7 +148,7 @@ static int run(int argc, char **argv, const char *verb, bool on)
 		goto out;
 	}
 	subjects_hash(st->mk, id, hash);
-	err = subjects_set_held(st, hash, on, reason, &changed);
+	err = fv->set(st, hash, fv->on, reason, &changed);
 	{
 		struct audit_event ev = {0};
 		struct audit_who who;
@@ -137,11 +171,7 @@ static int run(int argc, char **argv, const char *verb, bool on)
 					  : store_strerror(err));
 		goto out;
 	}
-	if (on)
-		printf("%s: on legal hold%s\n", id, changed ? "" : " (already)");
-	else
-		printf("%s: legal hold released%s\n", id,
-		       changed ? "" : " (was not held)");
+	printf("%s: %s\n", id, changed ? fv->done : fv->same);
 	ret = CLI_OK;
 out:
 	audit_close(a);
@@ -151,10 +181,20 @@ out:
 
 int cmd_hold(int argc, char **argv)
 {
-	return run(argc, argv, "hold", true);
+	return run(argc, argv, &verbs[0]);
 }
 
 int cmd_release(int argc, char **argv)
 {
-	return run(argc, argv, "release", false);
+	return run(argc, argv, &verbs[1]);
+}
+
+int cmd_restrict(int argc, char **argv)
+{
+	return run(argc, argv, &verbs[2]);
+}
+
+int cmd_unrestrict(int argc, char **argv)
+{
+	return run(argc, argv, &verbs[3]);
 }
