@@ -307,3 +307,16 @@ bool cli_store_mounted(const char *path)
 		fclose(f);
 	return found;
 }
+
+int cli_kdf_option(const char *verb, bool mem, const char *arg, struct keys_kdf *kdf)
+{
+	uint64_t v;
+
+	if (!mem)
+		return cli_parse_u64(verb, "kdf-ops", arg, crypt_pwhash_ops_min(),
+				     UINT32_MAX, &kdf->opslimit);
+	if (cli_parse_u64(verb, "kdf-mem", arg, 1, 1 << 20, &v) < 0)
+		return -EINVAL;
+	kdf->memlimit = v << 20;
+	return 0;
+}

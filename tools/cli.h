@@ -94,6 +94,10 @@ bool cli_unlock_option(struct cli_unlock *how, int opt, const char *arg);
 int cli_parse_u64(const char *verb, const char *name, const char *arg, uint64_t min,
 		  uint64_t max, uint64_t *out);
 
+/* --kdf-ops N (mem false) or --kdf-mem MIB (mem true) into kdf; prints
+ * the one-line error itself and returns -EINVAL on a bad value. */
+int cli_kdf_option(const char *verb, bool mem, const char *arg, struct keys_kdf *kdf);
+
 /* A new passphrase: from passfile if set, else asked twice on the
  * terminal.  Prints the one-line error itself; returns -errno. */
 int cli_new_passphrase(const char *verb, const char *passfile, struct secret **out);

@@ -99,7 +99,6 @@ int cmd_init(int argc, char **argv)
 	const char *passfile = NULL, *path;
 	struct secret *pass = NULL;
 	bool json = false;
-	uint64_t mib;
 	int c, ret = CLI_FAIL, err;
 
 	memset(recovery, 0, sizeof(recovery));
@@ -110,14 +109,9 @@ int cmd_init(int argc, char **argv)
 			passfile = optarg;
 			break;
 		case OPT_KDF_OPS:
-			if (cli_parse_u64(VERB, "kdf-ops", optarg, crypt_pwhash_ops_min(),
-					  UINT32_MAX, &kdf.opslimit) < 0)
-				return CLI_USAGE;
-			break;
 		case OPT_KDF_MEM:
-			if (cli_parse_u64(VERB, "kdf-mem", optarg, 1, 1 << 20, &mib) < 0)
+			if (cli_kdf_option(VERB, c == OPT_KDF_MEM, optarg, &kdf) < 0)
 				return CLI_USAGE;
-			kdf.memlimit = mib << 20;
 			break;
 		case OPT_JSON:
 			json = true;

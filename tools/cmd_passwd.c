@@ -215,7 +215,7 @@ int cmd_passwd(int argc, char **argv)
 	enum mode mode = MODE_CHANGE;
 	int modes = 0, c, ret = CLI_FAIL, err;
 	int64_t added = -1, removed = -1, old;
-	uint64_t remove_id = 0, mib;
+	uint64_t remove_id = 0;
 	char kind[16], others[256];
 	bool json = false;
 
@@ -248,14 +248,9 @@ int cmd_passwd(int argc, char **argv)
 			modes++;
 			break;
 		case OPT_KDF_OPS:
-			if (cli_parse_u64(VERB, "kdf-ops", optarg, crypt_pwhash_ops_min(),
-					  UINT32_MAX, &kdf.opslimit) < 0)
-				return CLI_USAGE;
-			break;
 		case OPT_KDF_MEM:
-			if (cli_parse_u64(VERB, "kdf-mem", optarg, 1, 1 << 20, &mib) < 0)
+			if (cli_kdf_option(VERB, c == OPT_KDF_MEM, optarg, &kdf) < 0)
 				return CLI_USAGE;
-			kdf.memlimit = mib << 20;
 			break;
 		case OPT_JSON:
 			json = true;
