@@ -154,7 +154,8 @@ fuzz-smoke: fuzz
 # CUSTODIAN_TORTURE=1 makes the reliability tests run their long loops
 # (200+ kills, 10 minutes of load); fuzz targets run FUZZ_SECONDS each.
 torture: all
-	CUSTODIAN_TORTURE=1 CUSTODIAN_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q \
+	CUSTODIAN_TORTURE=1 CUSTODIAN_TEST_TIMEOUT=$${CUSTODIAN_TEST_TIMEOUT:-7200} \
+		CUSTODIAN_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q \
 		-p no:cacheprovider tests/integration -k "reliability or torture" $(PYTEST_ARGS)
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=$${FUZZ_SECONDS:-600}
 
