@@ -179,6 +179,42 @@ int catalog_field_ok(const char *s, size_t cap)
 	return memchr(s, 0, cap) != NULL;
 }
 
+int catalog_collect(struct catalog *cat, sqlite3_stmt *st, size_t size,
+		    int (*decode)(sqlite3_stmt *st, void *elem), void **out, size_t *n)
+{
+	char *v = NULL, *nv;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (cnt == cap) {
+			cap = cap ? 2 * cap : 8;
+			nv = realloc(v, cap * size);
+			if (!nv) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			v = nv;
+		}
+		rc = decode(st, v + cnt * size);
+		if (rc)
+			goto out;
+		cnt++;
+	}
+	rc = catalog_errno(cat->db, rc);
+out:
+	sqlite3_finalize(st);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
 /* --- schema ---------------------------------------------------------------- */
 
 /* Reads meta 'schema'.  Accepts an integer or decimal text (as a person or an
@@ -676,8 +712,9 @@ out:
 }
 
 /* Decodes one row of the slot query below. */
-static int slot_row(sqlite3_stmt *st, struct catalog_slot *s)
+static int slot_row(sqlite3_stmt *st, void *elem)
 {
+	struct catalog_slot *s = elem;
 	int64_t ops, mem;
 	int rc;
 
@@ -707,8 +744,7 @@ static int slot_row(sqlite3_stmt *st, struct catalog_slot *s)
 int catalog_slot_list(struct catalog *cat, struct catalog_slot **out, size_t *n)
 {
 	sqlite3_stmt *st = NULL;
-	struct catalog_slot *v = NULL, *nv;
-	size_t cnt = 0, cap = 0;
+	void *v;
 	int rc;
 
 	*out = NULL;
@@ -718,32 +754,11 @@ int catalog_slot_list(struct catalog *cat, struct catalog_slot **out, size_t *n)
 			  " created_us FROM slots ORDER BY id",
 			  &st);
 	if (rc)
-		goto out;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? 2 * cap : 4;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			v = nv;
-		}
-		rc = slot_row(st, &v[cnt]);
-		if (rc)
-			goto out;
-		cnt++;
-	}
-	rc = catalog_errno(cat->db, rc);
-out:
-	sqlite3_finalize(st);
-	if (rc) {
-		free(v);
 		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
+	rc = catalog_collect(cat, st, sizeof(**out), slot_row, &v, n);
+	if (rc == 0)
+		*out = v;
+	return rc;
 }
 
 int catalog_slot_remove(struct catalog *cat, int64_t id)

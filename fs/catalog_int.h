@@ -51,6 +51,12 @@ int catalog_col_text(sqlite3_stmt *st, int i, char *out, size_t cap);
 int catalog_col_blob(sqlite3_stmt *st, int i, void *out, size_t n, int null_ok);
 int catalog_col_int(sqlite3_stmt *st, int i, int64_t *out, int null_ok, int signed_ok);
 
+/* Steps st to its end, decoding each row with decode() into a growing
+ * malloc'd array of size-byte elements (*out, *n; NULL and 0 for no rows).
+ * Always finalizes st.  0 or the first error (the array is then freed). */
+int catalog_collect(struct catalog *cat, sqlite3_stmt *st, size_t size,
+		    int (*decode)(sqlite3_stmt *st, void *elem), void **out, size_t *n);
+
 /* A C string that fits (with its NUL) in a field of cap bytes. */
 int catalog_field_ok(const char *s, size_t cap);
 

@@ -73,8 +73,9 @@ static int col_var(sqlite3_stmt *st, int i, uint8_t *out, size_t cap, size_t *le
 	return 0;
 }
 
-static int hold_row(sqlite3_stmt *st, struct catalog_hold *h)
+static int hold_row(sqlite3_stmt *st, void *elem)
 {
+	struct catalog_hold *h = elem;
 	int rc;
 
 	memset(h, 0, sizeof(*h));
@@ -159,9 +160,8 @@ int catalog_hold_delete(struct catalog *cat, const uint8_t hash[CRYPT_HASH_BYTES
 
 int catalog_hold_list(struct catalog *cat, struct catalog_hold **out, size_t *n)
 {
-	struct catalog_hold *v = NULL, *nv;
 	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
+	void *v;
 	int rc;
 
 	*out = NULL;
@@ -171,31 +171,10 @@ int catalog_hold_list(struct catalog *cat, struct catalog_hold **out, size_t *n)
 		return 0;
 	if (rc)
 		return rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? cap * 2 : 8;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			v = nv;
-		}
-		rc = hold_row(st, &v[cnt]);
-		if (rc)
-			goto out;
-		cnt++;
-	}
-	rc = catalog_errno(cat->db, rc);
-out:
-	sqlite3_finalize(st);
-	if (rc) {
-		free(v);
-		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
+	rc = catalog_collect(cat, st, sizeof(**out), hold_row, &v, n);
+	if (rc == 0)
+		*out = v;
+	return rc;
 }
 
 int catalog_erased_get(struct catalog *cat, const uint8_t file_id[CRYPT_FILE_ID_BYTES],

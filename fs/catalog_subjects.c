@@ -208,44 +208,28 @@ out:
 	return rc;
 }
 
+/* One subject hash (catalog_collect decoder). */
+static int hash_row(sqlite3_stmt *st, void *elem)
+{
+	return catalog_col_blob(st, 0, elem, CRYPT_HASH_BYTES, 0);
+}
+
 int catalog_subject_hashes(struct catalog *cat, uint8_t (**out)[CRYPT_HASH_BYTES],
 			   size_t *n)
 {
-	uint8_t(*v)[CRYPT_HASH_BYTES] = NULL, (*nv)[CRYPT_HASH_BYTES];
 	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
+	void *v;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	rc = catalog_prep(cat, "SELECT hash FROM subjects ORDER BY hash", &st);
 	if (rc)
-		goto out;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? 2 * cap : 16;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			v = nv;
-		}
-		rc = catalog_col_blob(st, 0, v[cnt], CRYPT_HASH_BYTES, 0);
-		if (rc)
-			goto out;
-		cnt++;
-	}
-	rc = catalog_errno(cat->db, rc);
-out:
-	sqlite3_finalize(st);
-	if (rc) {
-		free(v);
 		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
+	rc = catalog_collect(cat, st, sizeof(**out), hash_row, &v, n);
+	if (rc == 0)
+		*out = v;
+	return rc;
 }
 
 /* --- erasure ledger -------------------------------------------------------- */
@@ -258,8 +242,9 @@ static int erasure_ok(const struct catalog_erasure *e)
 	       catalog_field_ok(e->operator_, sizeof(e->operator_));
 }
 
-static int erasure_row(sqlite3_stmt *st, struct catalog_erasure *e)
+static int erasure_row(sqlite3_stmt *st, void *elem)
 {
+	struct catalog_erasure *e = elem;
 	int rc;
 
 	memset(e, 0, sizeof(*e));
@@ -374,41 +359,19 @@ out:
 
 int catalog_erasure_list(struct catalog *cat, struct catalog_erasure **out, size_t *n)
 {
-	struct catalog_erasure *v = NULL, *nv;
 	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
+	void *v;
 	int rc;
 
 	*out = NULL;
 	*n = 0;
 	rc = catalog_prep(cat, "SELECT " ERASURE_COLS " FROM erasures ORDER BY seq", &st);
 	if (rc)
-		goto out;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (cnt == cap) {
-			cap = cap ? 2 * cap : 8;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			v = nv;
-		}
-		rc = erasure_row(st, &v[cnt]);
-		if (rc)
-			goto out;
-		cnt++;
-	}
-	rc = catalog_errno(cat->db, rc);
-out:
-	sqlite3_finalize(st);
-	if (rc) {
-		free(v);
 		return rc;
-	}
-	*out = v;
-	*n = cnt;
-	return 0;
+	rc = catalog_collect(cat, st, sizeof(**out), erasure_row, &v, n);
+	if (rc == 0)
+		*out = v;
+	return rc;
 }
 
 int catalog_erasure_find_key(struct catalog *cat, const uint8_t key_fp[CRYPT_HASH_BYTES])
