@@ -106,6 +106,26 @@ void crypt_hash2(uint8_t *out, size_t outlen, const uint8_t key[CRYPT_KEY_BYTES]
 	sodium_memzero(&st, sizeof(st));
 }
 
+_Static_assert(sizeof(crypto_hash_sha256_state) <= sizeof(struct crypt_sha256),
+	       "struct crypt_sha256 too small for libsodium's state");
+_Static_assert(crypto_hash_sha256_BYTES == CRYPT_SHA256_BYTES, "SHA-256 size");
+
+void crypt_sha256_init(struct crypt_sha256 *s)
+{
+	crypto_hash_sha256_init((crypto_hash_sha256_state *)s->opaque);
+}
+
+void crypt_sha256_update(struct crypt_sha256 *s, const void *p, size_t n)
+{
+	crypto_hash_sha256_update((crypto_hash_sha256_state *)s->opaque, p, n);
+}
+
+void crypt_sha256_final(struct crypt_sha256 *s, uint8_t out[CRYPT_SHA256_BYTES])
+{
+	crypto_hash_sha256_final((crypto_hash_sha256_state *)s->opaque, out);
+	sodium_memzero(s, sizeof(*s));
+}
+
 int crypt_block_seal(uint8_t *out, const uint8_t *plain, size_t len,
 		     const uint8_t key[CRYPT_KEY_BYTES], const uint8_t *ad, size_t adlen)
 {

@@ -60,6 +60,17 @@ void crypt_hash(uint8_t *out, size_t outlen, const uint8_t key[CRYPT_KEY_BYTES],
 void crypt_hash2(uint8_t *out, size_t outlen, const uint8_t key[CRYPT_KEY_BYTES],
 		 const void *a, size_t alen, const void *b, size_t blen);
 
+/* A running SHA-256 (FIPS 180-4), for digests others check with
+ * sha256sum (the export manifest).  Opaque: only crypt.c sees inside. */
+#define CRYPT_SHA256_BYTES 32
+struct crypt_sha256 {
+	_Alignas(16) uint8_t opaque[128]; /* libsodium's state */
+};
+void crypt_sha256_init(struct crypt_sha256 *s);
+void crypt_sha256_update(struct crypt_sha256 *s, const void *p, size_t n);
+/* Writes the digest and wipes the state. */
+void crypt_sha256_final(struct crypt_sha256 *s, uint8_t out[CRYPT_SHA256_BYTES]);
+
 /* AEAD with a fresh random nonce.  out must hold len + CRYPT_AEAD_OVERHEAD
  * bytes laid out as nonce | ciphertext | tag.  Used for content blocks and
  * for wrapping keys. */

@@ -79,105 +79,13 @@ static void usage(FILE *f)
 	      f);
 }
 
-/* --- SHA-256 (FIPS 180-4) ----------------------------------------------------
- * The manifest promises sha256 so the subject can check the files with
- * sha256sum; libsodium is reserved to fs/crypt.c, and this is a public,
- * unkeyed digest of data we write out anyway. */
-
-/* A running SHA-256. */
-struct sha256 {
-	uint32_t h[8];   /* chaining state */
-	uint8_t buf[64]; /* pending input */
-	size_t fill;     /* bytes in buf */
-	uint64_t total;  /* message length in bytes */
-};
-
-static const uint32_t sha_k[64] = {
-	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-	0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-	0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-	0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-	0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-	0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-	0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-	0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-	0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-	0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-	0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-static uint32_t ror(uint32_t x, int n)
+/* The manifest's sha256 lets the subject check each file with sha256sum. */
+static void sha_hex(struct crypt_sha256 *s, char out[2 * CRYPT_SHA256_BYTES + 1])
 {
-	return (x >> n) | (x << (32 - n));
-}
+	uint8_t dig[CRYPT_SHA256_BYTES];
 
-static void sha_block(struct sha256 *s, const uint8_t *p)
-{
-	uint32_t w[64], a, b, c, d, e, f, g, h, t1, t2;
-
-	for (int i = 0; i < 16; i++)
-		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-		       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-	for (int i = 16; i < 64; i++)
-		w[i] = w[i - 16] +
-		       (ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3)) +
-		       w[i - 7] +
-		       (ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10));
-	a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3];
-	e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
-	for (int i = 0; i < 64; i++) {
-		t1 = h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) +
-		     sha_k[i] + w[i];
-		t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) +
-		     ((a & b) ^ (a & c) ^ (b & c));
-		h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
-	}
-	s->h[0] += a, s->h[1] += b, s->h[2] += c, s->h[3] += d;
-	s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
-	crypt_wipe(w, sizeof(w));
-}
-
-static void sha_init(struct sha256 *s)
-{
-	static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-				       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-
-	memset(s, 0, sizeof(*s));
-	memcpy(s->h, iv, sizeof(iv));
-}
-
-static void sha_update(struct sha256 *s, const uint8_t *p, size_t n)
-{
-	s->total += n;
-	while (n > 0) {
-		size_t k = 64 - s->fill < n ? 64 - s->fill : n;
-
-		memcpy(s->buf + s->fill, p, k);
-		s->fill += k, p += k, n -= k;
-		if (s->fill == 64) {
-			sha_block(s, s->buf);
-			s->fill = 0;
-		}
-	}
-}
-
-/* Finishes into 64 hex digits + NUL and wipes the state. */
-static void sha_hex(struct sha256 *s, char out[65])
-{
-	uint64_t bits = s->total * 8;
-	uint8_t pad = 0x80, zero = 0, len[8], dig[32];
-
-	sha_update(s, &pad, 1);
-	while (s->fill != 56)
-		sha_update(s, &zero, 1);
-	for (int i = 0; i < 8; i++)
-		len[i] = (uint8_t)(bits >> (56 - 8 * i));
-	sha_update(s, len, 8);
-	for (int i = 0; i < 8; i++)
-		for (int j = 0; j < 4; j++)
-			dig[4 * i + j] = (uint8_t)(s->h[i] >> (24 - 8 * j));
+	crypt_sha256_final(s, dig);
 	crypt_hex(out, dig, sizeof(dig));
-	crypt_wipe(s, sizeof(*s));
 }
 
 /* --- helpers ------------------------------------------------------------------- */
@@ -347,7 +255,7 @@ static void export_file(struct export *ex, int bdir, const char *bname, int odir
 			const char *oname, const char *rel, const char *backing)
 {
 	struct format_file ff;
-	struct sha256 sha;
+	struct crypt_sha256 sha;
 	struct stat sb;
 	char created[40], hex[65];
 	off_t size, off = 0;
@@ -374,7 +282,7 @@ static void export_file(struct export *ex, int bdir, const char *bname, int odir
 		goto out;
 	}
 	made = true;
-	sha_init(&sha);
+	crypt_sha256_init(&sha);
 	while (off < size && !interrupted) {
 		ssize_t n = format_file_read(&ff, ex->buf, COPY_BUF, off);
 
@@ -385,7 +293,7 @@ static void export_file(struct export *ex, int bdir, const char *bname, int odir
 		}
 		if (n == 0)
 			break;
-		sha_update(&sha, ex->buf, (size_t)n);
+		crypt_sha256_update(&sha, ex->buf, (size_t)n);
 		err = write_all(ofd, ex->buf, (size_t)n);
 		if (err < 0) {
 			crypt_wipe(&sha, sizeof(sha));

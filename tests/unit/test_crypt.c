@@ -368,6 +368,43 @@ static void test_hex(void **state)
 	assert_int_equal(crypt_unhex(out, 3, "00ab7fff"), -EINVAL);
 }
 
+/* FIPS 180-4 test vectors, whole and fed in pieces across block edges. */
+static void test_sha256(void **state)
+{
+	static const char *abc = "abc";
+	static const char *two =
+		"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	struct crypt_sha256 s;
+	uint8_t dig[CRYPT_SHA256_BYTES];
+	char hex[2 * CRYPT_SHA256_BYTES + 1];
+	(void)state;
+
+	crypt_sha256_init(&s);
+	crypt_sha256_final(&s, dig);
+	crypt_hex(hex, dig, sizeof(dig));
+	assert_string_equal(
+		hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+
+	crypt_sha256_init(&s);
+	crypt_sha256_update(&s, abc, strlen(abc));
+	crypt_sha256_final(&s, dig);
+	crypt_hex(hex, dig, sizeof(dig));
+	assert_string_equal(
+		hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+	crypt_sha256_init(&s);
+	for (size_t i = 0; i < strlen(two); i += 7)
+		crypt_sha256_update(&s, two + i,
+				    strlen(two) - i < 7 ? strlen(two) - i : 7);
+	crypt_sha256_final(&s, dig);
+	crypt_hex(hex, dig, sizeof(dig));
+	assert_string_equal(
+		hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	/* final wipes the state */
+	for (size_t i = 0; i < sizeof(s.opaque); i++)
+		assert_int_equal(s.opaque[i], 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -383,6 +420,7 @@ int main(void)
 		cmocka_unit_test(test_pwhash),
 		cmocka_unit_test(test_b64),
 		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_sha256),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
