@@ -65,6 +65,7 @@ struct audit;
 #define AUDIT_OP_SWEEP "sweep"
 #define AUDIT_OP_EXPORT "export"
 #define AUDIT_OP_ALERT "alert"
+#define AUDIT_OP_REPAIR "repair" /* fsck --repair quarantined a damaged entry */
 
 /* When an appended record is durable. */
 enum audit_sync {

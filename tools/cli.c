@@ -200,6 +200,17 @@ out:
 	return ret;
 }
 
+bool cli_confirm(const char *question)
+{
+	char line[16];
+
+	printf("%s [y/N] ", question);
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return false;
+	return line[0] == 'y' || line[0] == 'Y';
+}
+
 void cli_time_iso(int64_t us, char out[CLI_TIME_MAX])
 {
 	time_t t = (time_t)(us / 1000000);

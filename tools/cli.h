@@ -106,6 +106,10 @@ int cli_new_passphrase(const char *verb, const char *passfile, struct secret **o
 #define CLI_TIME_MAX 32
 void cli_time_iso(int64_t us, char out[CLI_TIME_MAX]);
 
+/* Asks question + " [y/N] " on stdout and reads a line from stdin: true
+ * only for an answer starting with y or Y (EOF is no). */
+bool cli_confirm(const char *question);
+
 /* --- Added by the daemon engineer (additive). --- */
 
 /* Records an administrative event (op AUDIT_OP_POLICY, _KEYS, ...;

@@ -365,17 +365,6 @@ static void applied_by(char out[64])
 		snprintf(out, 64, "#%u", (unsigned)getuid());
 }
 
-static bool confirm(const char *question)
-{
-	char line[16];
-
-	printf("%s [y/N] ", question);
-	fflush(stdout);
-	if (!fgets(line, sizeof(line), stdin))
-		return false;
-	return line[0] == 'y' || line[0] == 'Y';
-}
-
 /* Tells a daemon serving the store to load the newest version now, so it
  * is in force for the next operation once apply returns.  No daemon: the
  * next mount loads it.  CLI_OK or CLI_FAIL (the daemon refused it and
@@ -459,7 +448,7 @@ static int do_apply(const char *storepath, const char *file, bool yes, bool dry_
 		cli_err(VERB, "not applied: not a terminal, use --yes to apply");
 		goto out;
 	}
-	if (!yes && !confirm("Apply this policy?")) {
+	if (!yes && !cli_confirm("Apply this policy?")) {
 		printf("not applied\n");
 		goto out;
 	}
