@@ -118,6 +118,15 @@ int catalog_step_done(struct catalog *cat, sqlite3_stmt *st)
 	return catalog_errno(cat->db, rc);
 }
 
+int catalog_step_row(struct catalog *cat, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+}
+
 /* --- column decoding: wrong type or size means the row is damaged --------- */
 
 /* TEXT column into a fixed buffer; must fit with its NUL and hold no NUL. */
@@ -616,11 +625,9 @@ int catalog_meta_get(struct catalog *cat, const char *key, void *buf, size_t cap
 	if (rc)
 		goto out;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	v = sqlite3_column_blob(st, 0);
 	n = sqlite3_column_bytes(st, 0);
 	if (n < 0 || (n > 0 && !v)) {
@@ -774,11 +781,9 @@ int catalog_slot_remove(struct catalog *cat, int64_t id)
 	if (rc)
 		goto out;
 	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	rc = catalog_step_done(cat, st);
 out:
 	sqlite3_finalize(st);
@@ -875,11 +880,9 @@ int catalog_policy_get(struct catalog *cat, int64_t version, struct catalog_poli
 		goto out;
 	if (version)
 		sqlite3_bind_int64(st, 1, version);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	rc = catalog_col_int(st, 0, &out->version, 0, 0);
 	if (!rc)
 		rc = catalog_col_text(st, 2, out->applied_by, sizeof(out->applied_by));

@@ -46,6 +46,10 @@ int catalog_exec(struct catalog *cat, const char *sql);
 /* Steps a statement to completion, ignoring rows (INSERT/UPDATE). */
 int catalog_step_done(struct catalog *cat, sqlite3_stmt *st);
 
+/* Steps st once for the row a lookup expects: 0 with the row current,
+ * -ENOENT if there is none, -errno on error. */
+int catalog_step_row(struct catalog *cat, sqlite3_stmt *st);
+
 /* Column decoding: wrong type or size means the row is damaged (-EIO). */
 int catalog_col_text(sqlite3_stmt *st, int i, char *out, size_t cap);
 int catalog_col_blob(sqlite3_stmt *st, int i, void *out, size_t n, int null_ok);

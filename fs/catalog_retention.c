@@ -103,11 +103,9 @@ int catalog_hold_get(struct catalog *cat, const uint8_t hash[CRYPT_HASH_BYTES],
 	if (rc)
 		goto out;
 	sqlite3_bind_blob(st, 1, hash, CRYPT_HASH_BYTES, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	rc = hold_row(st, out);
 out:
 	sqlite3_finalize(st);
@@ -192,11 +190,9 @@ int catalog_erased_get(struct catalog *cat, const uint8_t file_id[CRYPT_FILE_ID_
 	if (rc)
 		goto out;
 	sqlite3_bind_blob(st, 1, file_id, CRYPT_FILE_ID_BYTES, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	memcpy(out->file_id, file_id, CRYPT_FILE_ID_BYTES);
 	rc = catalog_col_int(st, 0, &out->erased_us, 0, 1);
 	if (!rc)

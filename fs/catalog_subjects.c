@@ -130,11 +130,9 @@ int catalog_subject_get(struct catalog *cat, const uint8_t hash[CRYPT_HASH_BYTES
 	if (rc)
 		goto out;
 	sqlite3_bind_blob(st, 1, hash, CRYPT_HASH_BYTES, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	rc = subject_row(st, out);
 out:
 	sqlite3_finalize(st);
@@ -197,11 +195,9 @@ int catalog_subject_touch(struct catalog *cat, const uint8_t hash[CRYPT_HASH_BYT
 		goto out;
 	sqlite3_bind_blob(st, 1, hash, CRYPT_HASH_BYTES, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, us);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	rc = catalog_step_done(cat, st);
 out:
 	sqlite3_finalize(st);
@@ -325,11 +321,9 @@ int catalog_erasure_set_mac(struct catalog *cat, int64_t seq,
 		goto out;
 	sqlite3_bind_int64(st, 1, seq);
 	sqlite3_bind_blob(st, 2, mac, CRYPT_MAC_BYTES, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	rc = catalog_step_done(cat, st);
 out:
 	sqlite3_finalize(st);
@@ -346,11 +340,9 @@ int catalog_erasure_get(struct catalog *cat, int64_t seq, struct catalog_erasure
 	if (rc)
 		goto out;
 	sqlite3_bind_int64(st, 1, seq);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
+	if (rc)
 		goto out;
-	}
 	rc = erasure_row(st, out);
 out:
 	sqlite3_finalize(st);
@@ -383,11 +375,7 @@ int catalog_erasure_find_key(struct catalog *cat, const uint8_t key_fp[CRYPT_HAS
 	if (rc)
 		goto out;
 	sqlite3_bind_blob(st, 1, key_fp, CRYPT_HASH_BYTES, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		rc = 0;
-	else
-		rc = rc == SQLITE_DONE ? -ENOENT : catalog_errno(cat->db, rc);
+	rc = catalog_step_row(cat, st);
 out:
 	sqlite3_finalize(st);
 	return rc;
