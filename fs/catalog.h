@@ -290,4 +290,21 @@ int catalog_erased_put(struct catalog *cat, const struct catalog_erased *e) MUST
 /* Rows finished (done) and started but not finished (pending). */
 int catalog_erased_count(struct catalog *cat, int64_t *done, int64_t *pending) MUST_CHECK;
 
+/* --- backups (catalog_backup.c; added for `custodian backup|restore`) ------ */
+
+/* Writes a consistent copy of the open catalogue to dst, a new file (0600;
+ * -EEXIST if dst exists, which is left alone): one snapshot read in a single
+ * read transaction (VACUUM INTO), so a mounted store's writers are not
+ * blocked and commits still in the WAL are included; only live pages are
+ * written (no remnants from free pages); the copy is one file in
+ * rollback-journal mode (no -wal/-shm).  fsyncs the copy and its directory.
+ * On failure dst is removed.  -EINVAL if dst is empty or starts "file:". */
+int catalog_backup(struct catalog *cat, const char *dst) MUST_CHECK;
+
+/* Checks a catalogue's structure (PRAGMA quick_check): 0 if sound, -EIO if
+ * the file is damaged (truncated, overwritten pages, broken indexes).  Rows
+ * edited with valid SQL are not found here: that is what the callers' row
+ * MACs and the audit chain are for. */
+int catalog_check(struct catalog *cat) MUST_CHECK;
+
 #endif

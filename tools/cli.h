@@ -121,4 +121,8 @@ bool cli_confirm(const char *question);
 int cli_audit_admin(const char *verb, struct store *st, const char *op, int outcome,
 		    const char *detail, uint64_t *seq);
 
+/* --- Added for backups (additive): cmd_backup.c. --- */
+int cmd_backup(int argc, char **argv);  /* copy of the catalogue + ledger */
+int cmd_restore(int argc, char **argv); /* restore it; re-apply erasures */
+
 #endif

@@ -38,6 +38,8 @@ static const struct verb verbs[] = {
 	{"retention", cmd_retention, "report what is kept and due; sweep what is due"},
 	{"report", cmd_report, "register of processing for the DPO (Markdown/HTML)"},
 	{"export", cmd_export, "data-subject access package: files, manifest, audit"},
+	{"backup", cmd_backup, "back up the catalogue and its erasure ledger"},
+	{"restore", cmd_restore, "restore a catalogue backup; re-apply later erasures"},
 };
 
 static void usage(FILE *f)
