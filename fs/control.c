@@ -128,6 +128,14 @@ static int control_probe(int dirfd, const struct sockaddr_un *sa)
 	return ret;
 }
 
+/* The client of the request this thread is serving. */
+static _Thread_local int peer_pid;
+
+int control_peer_pid(void)
+{
+	return peer_pid;
+}
+
 /* Serves one accepted connection: one request, one reply. */
 static void control_serve(struct control *c, int fd)
 {
@@ -157,6 +165,7 @@ static void control_serve(struct control *c, int fd)
 	vlen = strcspn(req, " ");
 	args = req[vlen] ? req + vlen + 1 : "";
 	snprintf(text, sizeof(text), "unknown request");
+	peer_pid = (int)cred.pid;
 	for (size_t i = 0; i < c->nverbs; i++) {
 		if (strlen(c->verbs[i].name) == vlen &&
 		    memcmp(c->verbs[i].name, req, vlen) == 0) {
@@ -165,6 +174,7 @@ static void control_serve(struct control *c, int fd)
 			break;
 		}
 	}
+	peer_pid = 0;
 reply:
 	text[strcspn(text, "\n")] = '\0';
 	if (ret == 0)
@@ -306,6 +316,13 @@ void control_close(struct control *c)
 
 int control_request(const char *store_path, const char *request, char *reply, size_t cap)
 {
+	return control_request_timeout(store_path, request, reply, cap,
+				       CONTROL_TIMEOUT_MS);
+}
+
+int control_request_timeout(const char *store_path, const char *request, char *reply,
+			    size_t cap, int timeout_ms)
+{
 	struct sockaddr_un sa;
 	char buf[CONTROL_MSG_MAX];
 	const char *text;
@@ -329,7 +346,7 @@ int control_request(const char *store_path, const char *request, char *reply, si
 		ret = -errno;
 		goto out;
 	}
-	set_timeouts(fd, CONTROL_TIMEOUT_MS);
+	set_timeouts(fd, timeout_ms > 0 ? timeout_ms : CONTROL_TIMEOUT_MS);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		ret = -errno;
 		goto out;

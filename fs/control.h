@@ -19,10 +19,12 @@
 #include "errs.h"
 
 #define CONTROL_SOCKET "control.sock" /* inside the store directory */
-#define CONTROL_MSG_MAX 1024          /* bytes of a request or reply */
-#define CONTROL_VERB_MAX 32           /* bytes of a verb */
-#define CONTROL_MAX_VERBS 16          /* verbs one channel can serve */
-#define CONTROL_TIMEOUT_MS 30000      /* client: longest wait for the reply */
+#define CONTROL_MSG_MAX                                                                  \
+	8192                     /* bytes of a request or reply (a                       \
+				    shred carries a 1 KiB reason, hex) */
+#define CONTROL_VERB_MAX 32      /* bytes of a verb */
+#define CONTROL_MAX_VERBS 16     /* verbs one channel can serve */
+#define CONTROL_TIMEOUT_MS 30000 /* client: longest wait for the reply */
 
 /* Handles one request: args is the text after "VERB " ("" if none).  Writes
  * a one-line human reply (no newline) to reply (cap bytes) and returns 0
@@ -46,6 +48,11 @@ int control_register(struct control *c, const char *verb, control_fn fn,
  */
 int control_listen(struct control *c, const char *store_path) MUST_CHECK;
 
+/* Inside a verb handler: the pid of the client being served (from
+ * SO_PEERCRED), so the handler can record who asked; 0 elsewhere.
+ * (Added with the live subject verbs.) */
+int control_peer_pid(void);
+
 /* Stops the thread, removes the socket file (if it is still the one this
  * channel created) and frees everything.  NULL accepted. */
 void control_close(struct control *c);
@@ -59,5 +66,10 @@ void control_close(struct control *c);
  */
 int control_request(const char *store_path, const char *request, char *reply,
 		    size_t cap) MUST_CHECK;
+
+/* control_request waiting up to timeout_ms for the reply (verbs that do
+ * long work: a live sweep).  (Added with the live retention verbs.) */
+int control_request_timeout(const char *store_path, const char *request, char *reply,
+			    size_t cap, int timeout_ms) MUST_CHECK;
 
 #endif

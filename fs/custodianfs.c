@@ -18,6 +18,7 @@
  * verbs the admin tool may send a running daemon, e.g. "policy-reload"
  * after `custodian policy apply`.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
@@ -41,6 +42,7 @@
 #include "ops.h"
 #include "secret.h"
 #include "store.h"
+#include "subjects.h"
 
 #define CFS_VERSION "0.1"
 #define CFS_DEFAULT_TIMEOUT 1.0
@@ -543,6 +545,201 @@ static int ctl_audit_admin(void *ctx, const char *args, char *reply, size_t cap)
 	return 0;
 }
 
+/* ---- live subject verbs ---------------------------------------------------- */
+
+/* Next space-separated token of *args into out (cap bytes, NUL-terminated).
+ * "hex:..." is decoded, so a field may hold any bytes but NUL.  0, or
+ * -EINVAL (missing, too long, bad hex). */
+static int ctl_token(const char **args, char *out, size_t cap)
+{
+	const char *p = *args, *end;
+	size_t len;
+
+	while (*p == ' ')
+		p++;
+	end = p + strcspn(p, " ");
+	len = (size_t)(end - p);
+	if (len == 0)
+		return -EINVAL;
+	if (len > 4 && strncmp(p, "hex:", 4) == 0) {
+		size_t n = (len - 4) / 2;
+
+		if ((len - 4) % 2 || n >= cap)
+			return -EINVAL;
+		for (size_t i = 0; i < n; i++) {
+			unsigned v;
+
+			if (sscanf(p + 4 + 2 * i, "%2x", &v) != 1 ||
+			    !isxdigit((unsigned char)p[4 + 2 * i]) ||
+			    !isxdigit((unsigned char)p[5 + 2 * i]) || v == 0)
+				return -EINVAL;
+			out[i] = (char)v;
+		}
+		out[n] = '\0';
+	} else {
+		if (len >= cap)
+			return -EINVAL;
+		memcpy(out, p, len);
+		out[len] = '\0';
+	}
+	*args = *end ? end + 1 : end;
+	return 0;
+}
+
+/*
+ * "shred ID OPERATOR REASON" (each may be hex:...): shred a subject of the
+ * mounted store now (ops_subject_shred).  Replies "ledger=N audit=S
+ * files=F bytes=B cipher=C tree=0|1 wal=0|1"; the tool reads the
+ * certificate back from the ledger entry N.  Errors as subjects_shred.
+ */
+static int ctl_shred(void *ctx, const char *args, char *reply, size_t cap)
+{
+	struct ops_fs *fs = ctx;
+	struct subjects_certificate *cert = calloc(1, sizeof(*cert));
+	char id[SUBJECTS_ID_MAX + 1], op[SUBJECTS_OPERATOR_MAX], *reason = NULL;
+	int ret;
+
+	reason = malloc(SUBJECTS_REASON_MAX);
+	if (!cert || !reason) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (ctl_token(&args, id, sizeof(id)) < 0 ||
+	    ctl_token(&args, op, sizeof(op)) < 0 ||
+	    ctl_token(&args, reason, SUBJECTS_REASON_MAX) < 0) {
+		snprintf(reply, cap, "usage: shred ID OPERATOR REASON");
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = ops_subject_shred(fs, id, reason, op, cert);
+	if (cert->ledger_seq > 0)
+		snprintf(reply, cap,
+			 "ledger=%" PRId64 " audit=%" PRIu64 " files=%" PRIu64
+			 " bytes=%" PRIu64 " cipher=%" PRIu64 " tree=%d wal=%d",
+			 cert->ledger_seq, cert->audit_seq, cert->files, cert->bytes,
+			 cert->cipher_bytes, cert->tree_removed, cert->wal_clean);
+	else
+		snprintf(reply, cap, "%s", strerror(-ret));
+	/* -ENOENT would read as "no daemon" to the client. */
+	if (ret == -ENOENT)
+		ret = -ESRCH;
+out:
+	if (cert) {
+		crypt_wipe(cert, sizeof(*cert));
+		free(cert);
+	}
+	if (reason) {
+		crypt_wipe(reason, SUBJECTS_REASON_MAX);
+		free(reason);
+	}
+	crypt_wipe(id, sizeof(id));
+	return ret;
+}
+
+/*
+ * "subject-flag ID restrict|unrestrict|hold|release REASON" (ID may be
+ * hex:...; REASON is the rest of the line): change a subject's flags on a
+ * mounted store; effective for the next operation.  Replies "changed" or
+ * "unchanged".  -ESRCH for an unknown subject, -ENOKEY shredded.
+ */
+static int ctl_subject_flag(void *ctx, const char *args, char *reply, size_t cap)
+{
+	static const struct {
+		const char *verb;
+		bool hold, on;
+	} verbs[] = {
+		{"restrict", false, true},
+		{"unrestrict", false, false},
+		{"hold", true, true},
+		{"release", true, false},
+	};
+	struct ops_fs *fs = ctx;
+	char id[SUBJECTS_ID_MAX + 1], verb[16];
+	bool changed = false;
+	int ret = -EINVAL;
+
+	if (ctl_token(&args, id, sizeof(id)) == 0 &&
+	    ctl_token(&args, verb, sizeof(verb)) == 0 && *args) {
+		for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+			if (strcmp(verb, verbs[i].verb) != 0)
+				continue;
+			ret = ops_subject_flag(fs, (pid_t)control_peer_pid(), id, verb,
+					       verbs[i].hold, verbs[i].on, args,
+					       &changed);
+			if (ret == 0)
+				snprintf(reply, cap, "%s",
+					 changed ? "changed" : "unchanged");
+			else
+				snprintf(reply, cap, "%s", strerror(-ret));
+			if (ret == -ENOENT)
+				ret = -ESRCH;
+			crypt_wipe(id, sizeof(id));
+			return ret;
+		}
+	}
+	snprintf(reply, cap,
+		 "usage: subject-flag ID restrict|unrestrict|hold|release REASON");
+	crypt_wipe(id, sizeof(id));
+	return ret;
+}
+
+/* "holds-reload": the directory holds changed in the catalogue. */
+static int ctl_holds_reload(void *ctx, const char *args, char *reply, size_t cap)
+{
+	int ret = ops_holds_reload(ctx);
+
+	(void)args;
+	snprintf(reply, cap, "%s", ret == 0 ? "holds reloaded" : strerror(-ret));
+	return ret == -ENOENT ? -ESRCH : ret;
+}
+
+/*
+ * "retention-sweep SYSTEM_US MAX_JUMP_US ACCEPT OPERATOR" (OPERATOR may be
+ * hex:...): the live `custodian retention sweep` (ops_retention_sweep).
+ * Replies "now=US files=N files_due=N files_erased=N files_held=N
+ * files_unreadable=N subjects=N subjects_due=N subjects_shredded=N
+ * subjects_held=N resumed=N bytes_erased=N errors=N next_due=US"; an
+ * unaccepted forward clock jump is ERR ETIME with the reason.
+ */
+static int ctl_retention_sweep(void *ctx, const char *args, char *reply, size_t cap)
+{
+	struct ops_fs *fs = ctx;
+	struct retention_stats st;
+	char op[SUBJECTS_OPERATOR_MAX], msg[256];
+	long long sys_us, jump_us;
+	int accept, used = 0, ret;
+	int64_t now;
+	const char *rest;
+
+	if (sscanf(args, "%lld %lld %d %n", &sys_us, &jump_us, &accept, &used) < 3 ||
+	    used == 0 || sys_us <= 0 || jump_us < 0) {
+		snprintf(reply, cap,
+			 "usage: retention-sweep SYSTEM_US MAX_JUMP_US ACCEPT OPERATOR");
+		return -EINVAL;
+	}
+	rest = args + used;
+	if (ctl_token(&rest, op, sizeof(op)) < 0)
+		snprintf(op, sizeof(op), "retention sweep");
+	ret = ops_retention_sweep(fs, (pid_t)control_peer_pid(), sys_us, jump_us,
+				  accept != 0, op, &st, &now, msg, sizeof(msg));
+	if (ret < 0) {
+		snprintf(reply, cap, "%s", msg[0] ? msg : strerror(-ret));
+		return ret == -ENOENT ? -ESRCH : ret;
+	}
+	snprintf(reply, cap,
+		 "now=%" PRId64 " files=%" PRIu64 " files_due=%" PRIu64
+		 " files_erased=%" PRIu64 " files_held=%" PRIu64
+		 " files_unreadable=%" PRIu64 " subjects=%" PRIu64
+		 " subjects_due=%" PRIu64 " subjects_shredded=%" PRIu64
+		 " subjects_held=%" PRIu64 " resumed=%" PRIu64 " bytes_erased=%" PRIu64
+		 " errors=%" PRIu64 " next_due=%" PRId64,
+		 now, st.files, st.files_due, st.files_erased, st.files_held,
+		 st.files_unreadable, st.subjects, st.subjects_due, st.subjects_shredded,
+		 st.subjects_held, st.resumed, st.bytes_erased, st.errors,
+		 st.next_due_us);
+	return 0;
+}
+
 /* The -o audit_* options into ao; prints the one-line failure. */
 static int parse_audit_options(const struct cfs_opts *o, struct audit_options *ao)
 {
@@ -614,6 +811,14 @@ static int start_control(struct control **out, struct ops_fs *fs, const char *st
 		ret = control_register(c, "policy-reload", ctl_policy_reload, fs);
 	if (ret == 0)
 		ret = control_register(c, "audit-admin", ctl_audit_admin, fs);
+	if (ret == 0)
+		ret = control_register(c, "shred", ctl_shred, fs);
+	if (ret == 0)
+		ret = control_register(c, "subject-flag", ctl_subject_flag, fs);
+	if (ret == 0)
+		ret = control_register(c, "holds-reload", ctl_holds_reload, fs);
+	if (ret == 0)
+		ret = control_register(c, "retention-sweep", ctl_retention_sweep, fs);
 	if (ret == 0)
 		ret = control_listen(c, store);
 	if (ret == -EROFS) {
@@ -768,9 +973,22 @@ int main(int argc, char *argv[])
 	ret = load_policy(&fs, o.store);
 	if (ret < 0)
 		goto out_fs;
-	ret = start_control(&ctl, &fs, store_real);
-	if (ret < 0)
+	ret = ops_holds_reload(&fs);
+	if (ret < 0) {
+		fprintf(stderr, "custodianfs: %s: cannot read the legal holds: %s\n",
+			o.store,
+			ret == -EBADMSG ? "a hold was changed outside custodian"
+					: strerror(-ret));
 		goto out_fs;
+	}
+	if (!o.readonly) {
+		ret = ops_reaper_start(&fs);
+		if (ret < 0)
+			fuse_log(FUSE_LOG_WARNING,
+				 "custodianfs: %s: no background remover (%s): a live "
+				 "shred removes the ciphertext before it returns\n",
+				 o.store, strerror(-ret));
+	}
 	if (add_mount_options(&args, store_real, geteuid() == 0 && !o.no_allow_other) !=
 	    0) {
 		fprintf(stderr, "custodianfs: %s: %s\n", o.store, strerror(ENOMEM));
@@ -782,6 +1000,11 @@ int main(int argc, char *argv[])
 			setup_error[0] ? setup_error : "cannot create the FUSE session");
 		goto out_fs;
 	}
+	/* Before the control channel: its verbs invalidate kernel caches. */
+	fs.se = se;
+	ret = start_control(&ctl, &fs, store_real);
+	if (ret < 0)
+		goto out_session;
 	if (fuse_set_signal_handlers(se) != 0) {
 		fprintf(stderr, "custodianfs: %s: cannot install signal handlers\n",
 			o.store);
@@ -843,6 +1066,9 @@ int main(int argc, char *argv[])
 		fuse_log(FUSE_LOG_ERR, "custodianfs: session loop failed: %s\n",
 			 strerror(-ret));
 
+	/* No verb may use the session (cache invalidation) once it ends. */
+	control_close(ctl);
+	ctl = NULL;
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
@@ -860,6 +1086,7 @@ out_fs:
 				 strerror(-ret));
 	}
 	/* Commits what the journal holds and releases its lock. */
+	ops_reaper_stop(&fs);
 	audit_close(fs.audit);
 	fs.audit = NULL;
 	ops_fs_destroy(&fs);

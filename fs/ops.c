@@ -45,7 +45,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +57,8 @@
 #include "names.h"
 #include "policy.h"
 #include "policy_store.h"
+#include "retention.h"
+#include "subjects.h"
 #include "sys.h"
 
 _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t), "fuse_ino_t must hold a pointer");
@@ -65,12 +69,34 @@ _Static_assert(sizeof(fuse_ino_t) >= sizeof(uintptr_t), "fuse_ino_t must hold a 
 
 /* An open directory. */
 struct ops_dir {
-	pthread_mutex_t lock; /* guards the fields below between requests */
-	DIR *dp;              /* backing directory stream */
-	off_t offset;         /* offset of the next entry to return */
-	struct dirent *entry; /* read but not yet returned (did not fit) */
-	unsigned hidden;      /* names that failed to decrypt, this listing */
+	pthread_mutex_t lock;   /* guards the fields below between requests */
+	DIR *dp;                /* backing directory stream */
+	off_t offset;           /* offset of the next entry to return */
+	struct dirent *entry;   /* read but not yet returned (did not fit) */
+	unsigned hidden;        /* names that failed to decrypt, this listing */
+	struct ops_dir *next;   /* fs->dirs; fs->table_lock */
+	struct ops_dir **pprev; /* link that points here; fs->table_lock */
 };
+
+/* Open directories are listed so that the ones the kernel never released
+ * (the session ended first) are freed at unmount. */
+static void dir_track(struct ops_fs *fs, struct ops_dir *d, bool on)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	if (on) {
+		d->next = fs->dirs;
+		if (fs->dirs)
+			fs->dirs->pprev = &d->next;
+		fs->dirs = d;
+		d->pprev = &fs->dirs;
+	} else if (d->pprev) {
+		*d->pprev = d->next;
+		if (d->next)
+			d->next->pprev = d->pprev;
+		d->pprev = NULL;
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+}
 
 /* A policy version in force (or on its way out). */
 struct ops_policy {
@@ -297,10 +323,13 @@ static void name_free(struct ops_name *nm)
 	free(nm);
 }
 
+static void subj_unref(struct ops_subject *s);
+
 static void node_free(struct ops_node *n)
 {
 	struct ops_name *nm, *next;
 
+	subj_unref(n->subj);
 	if (n->fd >= 0)
 		close(n->fd);
 	pthread_rwlock_destroy(&n->lock);
@@ -532,6 +561,11 @@ static bool same_inode(const struct ops_node *n, const struct stat *st)
 	return st->st_ino == n->ino && st->st_dev == n->dev;
 }
 
+static bool same_inode_st(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev;
+}
+
 /* Finds a non-directory node again through one of its names, checking the
  * entry is still the same inode.  On success *dir holds a temporary
  * reference, backing the entry, st its backing stat.  -ENOENT (a stale
@@ -726,11 +760,355 @@ static void handle_free(struct ops_fs *fs, struct ops_handle *h)
 	free(h);
 }
 
+/* ---- subjects ------------------------------------------------------------- */
+
+/*
+ * A data subject the daemon has open (docs/subjects.md, "For the daemon").
+ * Nodes inside it, its root included, hold a reference; while it is live
+ * the entry is on fs->subjects, so there is one per subject and a lookup
+ * finds its keyring without the catalogue.  Every use of the keyring
+ * happens between subj_enter and subj_leave (shared lock).  A shred marks
+ * the subject dead, waits for those users with the exclusive lock and
+ * wipes the keys, so open handles get EIO from then on and no request
+ * ever works with half-wiped keys; the (wiped) memory stays until the last
+ * node lets go of it.
+ */
+struct ops_subject {
+	struct ops_subject *next;       /* fs->subjects; fs->subj_lock */
+	struct ops_fs *fs;              /* owner; immutable */
+	uint8_t hash[CRYPT_HASH_BYTES]; /* keyed hash of the id; immutable */
+	struct keyring *ring;           /* its keys (secure memory); wiped once
+					   dead, freed with the last reference */
+	unsigned refs;                  /* nodes + temporary users; subj_lock */
+	bool listed;                    /* on fs->subjects; subj_lock */
+	atomic_bool dead;               /* shredded or removed: keys gone */
+	pthread_rwlock_t use;           /* shared around every use of ring,
+					   exclusive to wipe it */
+	atomic_uint flags;              /* SUBJECTS_* as last read */
+	atomic_int_fast64_t flags_us;   /* monotonic time flags were read (0:
+					   read them again) */
+	atomic_int_fast64_t touch_us;   /* monotonic time of the last
+					   subjects_touch */
+};
+
+#define SUBJ_FLAGS_TTL_US 1000000 /* flags are at most this old */
+#define SUBJ_TOUCH_US 1000000     /* subjects_touch at most this often */
+
+/* The subject the current request entered: audit records sealed with its
+ * ring carry its hash. */
+static _Thread_local struct ops_subject *tl_subj;
+
+static void subj_free(struct ops_subject *s)
+{
+	keys_ring_free(s->ring);
+	pthread_rwlock_destroy(&s->use);
+	free(s);
+}
+
+static void subj_unlist_locked(struct ops_fs *fs, struct ops_subject *s)
+{
+	struct ops_subject **pp = &fs->subjects;
+
+	if (!s->listed)
+		return;
+	while (*pp && *pp != s)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = s->next;
+	s->listed = false;
+}
+
+static void subj_unref(struct ops_subject *s)
+{
+	struct ops_fs *fs;
+	bool last;
+
+	if (!s)
+		return;
+	fs = s->fs;
+	pthread_mutex_lock(&fs->subj_lock);
+	last = --s->refs == 0;
+	if (last)
+		subj_unlist_locked(fs, s);
+	pthread_mutex_unlock(&fs->subj_lock);
+	if (last)
+		subj_free(s);
+}
+
+static void subj_ref(struct ops_subject *s)
+{
+	pthread_mutex_lock(&s->fs->subj_lock);
+	s->refs++;
+	pthread_mutex_unlock(&s->fs->subj_lock);
+}
+
+/* Caller holds subj_lock. */
+static struct ops_subject *subj_find_locked(struct ops_fs *fs,
+					    const uint8_t hash[CRYPT_HASH_BYTES])
+{
+	struct ops_subject *s = fs->subjects;
+
+	while (s && memcmp(s->hash, hash, CRYPT_HASH_BYTES) != 0)
+		s = s->next;
+	return s;
+}
+
+/* The live entry for hash with a reference, or NULL. */
+static struct ops_subject *subj_find(struct ops_fs *fs,
+				     const uint8_t hash[CRYPT_HASH_BYTES])
+{
+	struct ops_subject *s;
+
+	pthread_mutex_lock(&fs->subj_lock);
+	s = subj_find_locked(fs, hash);
+	if (s)
+		s->refs++;
+	pthread_mutex_unlock(&fs->subj_lock);
+	return s;
+}
+
+/* Lists a new entry owning ring (one reference for the caller).  An entry
+ * already listed for the hash wins if keep_old, else it is replaced (a
+ * subject created anew: the old entry's key was destroyed). */
+static int subj_insert(struct ops_fs *fs, const uint8_t hash[CRYPT_HASH_BYTES],
+		       struct keyring *ring, bool keep_old, struct ops_subject **out)
+{
+	struct ops_subject *s = calloc(1, sizeof(*s)), *old;
+
+	*out = NULL;
+	if (!s || pthread_rwlock_init(&s->use, NULL) != 0) {
+		free(s);
+		keys_ring_free(ring);
+		return -ENOMEM;
+	}
+	s->fs = fs;
+	memcpy(s->hash, hash, CRYPT_HASH_BYTES);
+	s->ring = ring;
+	s->refs = 1;
+	atomic_init(&s->dead, false);
+	atomic_init(&s->flags, 0);
+	atomic_init(&s->flags_us, 0);
+	atomic_init(&s->touch_us, 0);
+	pthread_mutex_lock(&fs->subj_lock);
+	old = subj_find_locked(fs, hash);
+	if (old && keep_old) {
+		old->refs++;
+		pthread_mutex_unlock(&fs->subj_lock);
+		subj_free(s);
+		*out = old;
+		return 0;
+	}
+	if (old) {
+		subj_unlist_locked(fs, old);
+		atomic_store(&old->dead, true);
+	}
+	s->listed = true;
+	s->next = fs->subjects;
+	fs->subjects = s;
+	pthread_mutex_unlock(&fs->subj_lock);
+	*out = s;
+	return 0;
+}
+
+/* The entry of subject hash (opened from the catalogue if no node uses it
+ * yet), with a reference.  -ENOENT unknown, -ENOKEY shredded, -EBADMSG,
+ * -EIO as subjects_open. */
+static int subj_open(struct ops_fs *fs, const uint8_t hash[CRYPT_HASH_BYTES],
+		     struct ops_subject **out)
+{
+	struct keyring *ring = NULL;
+	int ret;
+
+	*out = subj_find(fs, hash);
+	if (*out)
+		return 0;
+	ret = subjects_open(fs->store, hash, &ring);
+	if (ret < 0)
+		return ret;
+	return subj_insert(fs, hash, ring, true, out);
+}
+
+/*
+ * Ends a subject in this daemon: no longer found, every user gone, keys
+ * wiped.  Requests already inside finish first (the exclusive lock); the
+ * ones that come later see `dead`.
+ */
+static void subj_kill(struct ops_subject *s)
+{
+	pthread_mutex_lock(&s->fs->subj_lock);
+	subj_unlist_locked(s->fs, s);
+	pthread_mutex_unlock(&s->fs->subj_lock);
+	atomic_store_explicit(&s->dead, true, memory_order_release);
+	pthread_rwlock_wrlock(&s->use);
+	crypt_wipe(s->ring, sizeof(*s->ring));
+	pthread_rwlock_unlock(&s->use);
+}
+
+/* Enters the subject of node n for one request (nothing outside
+ * subjects).  -ENOENT if it was shredded. */
+static int subj_enter(struct ops_node *n)
+{
+	struct ops_subject *s = n->subj;
+
+	if (!s)
+		return 0;
+	pthread_rwlock_rdlock(&s->use);
+	if (atomic_load_explicit(&s->dead, memory_order_acquire)) {
+		pthread_rwlock_unlock(&s->use);
+		return -ENOENT;
+	}
+	tl_subj = s;
+	return 0;
+}
+
+static void subj_leave(struct ops_node *n)
+{
+	if (n->subj) {
+		tl_subj = NULL;
+		pthread_rwlock_unlock(&n->subj->use);
+	}
+}
+
+/* SUBJECTS_* flags of s, at most SUBJ_FLAGS_TTL_US old.  A row that
+ * cannot be read counts as restricted and held: fail closed. */
+static unsigned subj_flags(struct ops_subject *s)
+{
+	int64_t now = mono_us(), at = atomic_load(&s->flags_us);
+	struct subjects_info *info;
+	unsigned f;
+	int ret;
+
+	if (at && now - at < SUBJ_FLAGS_TTL_US)
+		return atomic_load(&s->flags);
+	info = malloc(sizeof(*info));
+	ret = info ? subjects_get(s->fs->store, s->hash, info) : -ENOMEM;
+	if (ret == 0) {
+		f = info->flags;
+		atomic_store(&s->flags, f);
+		atomic_store(&s->flags_us, now);
+	} else {
+		fuse_log(FUSE_LOG_ERR,
+			 "custodianfs: reading a subject's flags: %s; treating it as "
+			 "restricted and held\n",
+			 strerror(-ret));
+		f = SUBJECTS_RESTRICTED | SUBJECTS_HELD;
+	}
+	if (info) {
+		crypt_wipe(info, sizeof(*info));
+		free(info);
+	}
+	return f;
+}
+
+static bool subj_held(struct ops_node *n)
+{
+	return n->subj && (subj_flags(n->subj) & SUBJECTS_HELD);
+}
+
+/* A write inside s: its last-write time (retain_from = subject-inactive),
+ * written at most once a second. */
+static void subj_touch(struct ops_subject *s)
+{
+	int64_t now, last;
+
+	if (!s)
+		return;
+	now = mono_us();
+	last = atomic_load_explicit(&s->touch_us, memory_order_relaxed);
+	if (last && now - last < SUBJ_TOUCH_US)
+		return;
+	if (!atomic_compare_exchange_strong(&s->touch_us, &last, now))
+		return;
+	if (subjects_touch(s->fs->store, s->hash, clock_now_us()) < 0)
+		atomic_store(&s->touch_us, 0);
+}
+
+/* Takes every node of s out of the table (an inode number freed with the
+ * subject's files may come back as a new file, which must get a node of
+ * its own).  With collect, the nodes come back in *out with a reference
+ * each, for invalidation, and *parent / name (malloc'd) the entry of the
+ * subject root in a directory outside it (with a reference), if the kernel
+ * knows it. */
+static int subj_detach_nodes(struct ops_fs *fs, struct ops_subject *s, bool collect,
+			     struct ops_node ***out, size_t *nout,
+			     struct ops_node **parent, char **name)
+{
+	struct ops_node **v = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0;
+
+	if (collect) {
+		*out = NULL;
+		*nout = 0;
+		*parent = NULL;
+		*name = NULL;
+	}
+	pthread_mutex_lock(&fs->table_lock);
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		struct ops_node *x = fs->buckets[i], *next;
+
+		for (; x; x = next) {
+			next = x->hnext;
+			if (x->subj != s)
+				continue;
+			if (collect && n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct ops_node **nv = realloc(v, nc * sizeof(*nv));
+
+				if (!nv) {
+					ret = -ENOMEM;
+					collect = false; /* still detach the rest */
+				} else {
+					v = nv;
+					cap = nc;
+				}
+			}
+			if (collect) {
+				x->refs++;
+				v[n++] = x;
+				for (struct ops_name *nm = x->names; nm; nm = nm->next) {
+					if (*name || !nm->parent || nm->parent->subj == s)
+						continue;
+					*name = strdup(nm->name);
+					if (*name) {
+						*parent = nm->parent;
+						if (*parent != &fs->root)
+							(*parent)->refs++;
+					}
+				}
+			}
+			table_remove(fs, x);
+			x->dnext = fs->detached;
+			if (fs->detached)
+				fs->detached->dpprev = &x->dnext;
+			fs->detached = x;
+			x->dpprev = &fs->detached;
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	if (out) {
+		*out = v;
+		*nout = n;
+	} else {
+		free(v);
+	}
+	return ret;
+}
+
+/* Is `name` in directory dir a subject root by the policy in force?  Then
+ * 1, with its hash and backing name; 0 if not (no policy, dir inside a
+ * subject, not a possible id). */
+static int subj_root_name(struct ops_fs *fs, struct ops_policy *pol, struct ops_node *dir,
+			  const char *name, uint8_t hash[CRYPT_HASH_BYTES],
+			  char backing[SUBJECTS_BACKING_LEN + 1]);
+
 /*
  * Finds or creates the node for backing entry `backing` of directory
  * `parent` (plaintext `name`), takes one kernel reference on it, and fills
  * the entry reply.  iv, if not NULL, is a freshly created directory's IV
- * (saves re-reading it).  Only a directory keeps a descriptor.
+ * (saves re-reading it).  subj, if not NULL, is the subject whose root
+ * this entry is (else the node lies where its parent does).  Only a
+ * directory keeps a descriptor.
  *
  * The kernel revalidates cached names without its directory lock, so a
  * lookup may race an unlink or rename of the same name.  The inode is
@@ -742,7 +1120,8 @@ static void handle_free(struct ops_fs *fs, struct ops_handle *h)
  * number would inherit the node and its header state.
  */
 static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *backing,
-		    const char *name, const uint8_t *iv, struct fuse_entry_param *e)
+		    const char *name, const uint8_t *iv, struct ops_subject *subj,
+		    struct fuse_entry_param *e)
 {
 	struct ops_node *n = NULL, *found, *dead = NULL;
 	struct stat st, now;
@@ -787,7 +1166,10 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 		n->dev = st.st_dev;
 		n->ino = st.st_ino;
 		n->type = st.st_mode & S_IFMT;
-		n->ring = parent->ring;
+		n->subj = subj ? subj : parent->subj;
+		if (n->subj)
+			subj_ref(n->subj);
+		n->ring = n->subj ? n->subj->ring : parent->ring;
 		n->ff.fd = -1;
 		n->ff.ring = n->ring;
 		if (S_ISDIR(st.st_mode)) {
@@ -1043,6 +1425,9 @@ static int audit_as(struct ops_fs *fs, pid_t pid, uid_t uid, gid_t gid,
 		return 0;
 	audit_who_cached(fs->audit, pid, uid, gid, &who);
 	ev.who = &who;
+	/* Inside a subject: the record belongs to it (export, shred). */
+	if (!ev.subject && tl_subj && ev.ring == tl_subj->ring)
+		ev.subject = tl_subj->hash;
 	if (ev.path && strlen(ev.path) > AUDIT_PATH_MAX)
 		ev.path = NULL;
 	if (ev.path2 && strlen(ev.path2) > AUDIT_PATH_MAX)
@@ -1156,12 +1541,13 @@ static void audit_change_end(fuse_req_t req, const char *op, int err, bool recor
  * open is op=open outcome=13), "alert" for the read rate, else "deny".
  * Returns -err for the reply, or -EIO if the denial could not be recorded.
  */
-static int deny(struct pol_req *pr, const char *op, const char *path, int err)
+static int deny_why(struct pol_req *pr, const char *op, const char *path, int err,
+		    const char *why)
 {
 	static const char *const own[] = {
-		AUDIT_OP_OPEN,  AUDIT_OP_CREATE,  AUDIT_OP_MKDIR,
-		AUDIT_OP_RMDIR, AUDIT_OP_UNLINK,  AUDIT_OP_RENAME,
-		AUDIT_OP_LINK,  AUDIT_OP_SYMLINK, AUDIT_OP_SETATTR,
+		AUDIT_OP_OPEN,    AUDIT_OP_CREATE, AUDIT_OP_MKDIR, AUDIT_OP_RMDIR,
+		AUDIT_OP_UNLINK,  AUDIT_OP_RENAME, AUDIT_OP_LINK,  AUDIT_OP_SYMLINK,
+		AUDIT_OP_SETATTR, AUDIT_OP_WRITE,
 	};
 	const struct fuse_ctx *ctx = fuse_req_ctx(pr->req);
 	const char *aop = AUDIT_OP_DENY;
@@ -1180,13 +1566,44 @@ static int deny(struct pol_req *pr, const char *op, const char *path, int err)
 	else if (strcmp(op, "read-rate") == 0)
 		aop = AUDIT_OP_ALERT;
 	snprintf(detail, sizeof(detail), "%s: %s",
-		 strcmp(op, "read-rate") == 0 ? "read rate exceeded" : "denied by policy",
+		 why                            ? why
+		 : strcmp(op, "read-rate") == 0 ? "read rate exceeded"
+						: "denied by policy",
 		 op);
 	if (audit_change(pr->req, aop, err, pr->ring, path, NULL,
 			 strcmp(aop, AUDIT_OP_OPEN) == 0 ? pr->flags : 0, detail,
 			 NULL) < 0)
 		return -EIO; /* not -ENOSPC: the refusal is the news */
 	return -err;
+}
+
+static int deny(struct pol_req *pr, const char *op, const char *path, int err)
+{
+	return deny_why(pr, op, path, err, NULL);
+}
+
+/* A refusal that is not the policy's permissions (legal hold, retention,
+ * restriction): recorded through deny_why with why, for node n (its path
+ * sealed with its ring) or entry `name` of directory dir. */
+static int refuse(fuse_req_t req, struct ops_node *n, struct ops_node *dir,
+		  const char *name, const char *op, int err, const char *why)
+{
+	char path[PATH_MAX];
+	const char *p = NULL;
+	struct pol_req pr;
+	int ret;
+
+	pol_begin(req, &pr);
+	if (n) {
+		pr.ring = n->ring;
+		p = audit_node_path(pr.fs, n, path, sizeof(path));
+	} else {
+		pr.ring = dir->ring;
+		p = audit_child_path(pr.fs, dir, name, path, sizeof(path));
+	}
+	ret = deny_why(&pr, op, p, err, why);
+	pol_end(&pr);
+	return ret;
 }
 
 /* Checks op in directory `dir` (an absolute path inside the mount); a
@@ -1292,6 +1709,352 @@ static bool node_named(struct ops_fs *fs, struct ops_node *n)
 	named = n->names != NULL;
 	pthread_mutex_unlock(&fs->table_lock);
 	return named;
+}
+
+static int subj_root_name(struct ops_fs *fs, struct ops_policy *pol, struct ops_node *dir,
+			  const char *name, uint8_t hash[CRYPT_HASH_BYTES],
+			  char backing[SUBJECTS_BACKING_LEN + 1])
+{
+	char path[PATH_MAX];
+	int len;
+
+	if (!pol || dir->subj || !name || subjects_id_check(name) < 0)
+		return 0;
+	len = ops_node_path(fs, dir, path, sizeof(path));
+	if (len < 0 || snprintf(path + len, sizeof(path) - (size_t)len, "%s%s",
+				len == 1 ? "" : "/", name) >= (int)sizeof(path) - len)
+		return 0;
+	if (!policy_is_subject_root(pol->p, path))
+		return 0;
+	subjects_hash(fs->store->mk, name, hash);
+	subjects_backing_name(hash, backing);
+	return 1;
+}
+
+/* subj_root_name for a request, and whether that subject root exists:
+ * 1 (hash, backing and, if st is not NULL, its stat set), 0 if name is
+ * not an existing subject root there. */
+static int subj_root_entry(fuse_req_t req, struct ops_node *dir, const char *name,
+			   uint8_t hash[CRYPT_HASH_BYTES],
+			   char backing[SUBJECTS_BACKING_LEN + 1], struct stat *st)
+{
+	struct stat tmp;
+	struct pol_req pr;
+	int r;
+
+	if (dir->subj)
+		return 0;
+	if (!pol_begin(req, &pr)) {
+		pol_end(&pr);
+		return 0;
+	}
+	r = subj_root_name(pr.fs, pr.pol, dir, name, hash, backing);
+	pol_end(&pr);
+	if (r == 1 && fstatat(dir->fd, backing, st ? st : &tmp, AT_SYMLINK_NOFOLLOW) != 0)
+		r = 0;
+	return r;
+}
+
+/* The plaintext path of the root of n's subject. */
+static int subj_root_path(struct ops_fs *fs, struct ops_node *n, char *buf, size_t cap)
+{
+	const struct ops_node *r = n;
+	int ret;
+
+	pthread_mutex_lock(&fs->table_lock);
+	while (r->names && r->names->parent && r->names->parent->subj == n->subj)
+		r = r->names->parent;
+	ret = node_path_locked(fs, r, false, buf, cap);
+	pthread_mutex_unlock(&fs->table_lock);
+	return ret;
+}
+
+/* Reading (or opening at all) inside a restricted subject needs `admin`
+ * on its root; 0, or the refusal (EACCES, recorded). */
+static int pol_restricted(struct pol_req *pr, struct ops_node *n, const char *opname)
+{
+	char root[PATH_MAX];
+	const struct fuse_ctx *ctx = fuse_req_ctx(pr->req);
+	char path[PATH_MAX];
+	const char *p;
+
+	if (!n->subj || !(subj_flags(n->subj) & SUBJECTS_RESTRICTED))
+		return 0;
+	if (pr->pol && subj_root_path(pr->fs, n, root, sizeof(root)) >= 0) {
+		pol_groups(pr);
+		if (policy_check(pr->pol->p, root, ctx->uid, pr->gids, pr->ngids,
+				 POLICY_ADMIN, NULL) == 0)
+			return 0;
+	}
+	pr->ring = n->ring;
+	p = audit_node_path(pr->fs, n, path, sizeof(path));
+	return deny_why(pr, opname, p, EACCES, "processing restricted");
+}
+
+/* ---- retention ------------------------------------------------------------ */
+
+/*
+ * Retention in the daemon (docs/retention.md, "For the daemon"): directory
+ * holds loaded at mount and on `holds-reload`, and the compliance clock,
+ * read from the catalogue at most once a minute and advanced by the
+ * monotonic clock in between.  Every refusal is EPERM, recorded through
+ * deny_why.
+ */
+struct ops_retention {
+	pthread_rwlock_t lock;             /* guards holds */
+	struct retention_holds *holds;     /* directory holds; lock */
+	pthread_mutex_t clock_lock;        /* guards the fields below */
+	int64_t clock_us;                  /* compliance time at clock_mono */
+	int64_t clock_mono;                /* monotonic time of that reading, 0 =
+					      none yet */
+	enum clock_event_kind clock_event; /* last event audited (once per
+					      transition) */
+};
+
+#define RET_CLOCK_REFRESH_US (60LL * 1000000)
+
+/* Records an event of the daemon itself (clock alerts, live verbs). */
+static int audit_self(struct ops_fs *fs, pid_t pid, const char *op, int outcome,
+		      const uint8_t *subject, const char *detail, uint64_t *seq)
+{
+	struct audit_who who;
+	struct audit_event ev = {
+		.op = op,
+		.outcome = outcome < 0 ? -outcome : outcome,
+		.subject = subject,
+		.detail = detail,
+	};
+
+	if (seq)
+		*seq = 0;
+	if (!fs->audit)
+		return 0;
+	/* An administrator's request (the tool runs as root), or the daemon. */
+	if (pid > 0)
+		audit_who(pid, 0, 0, &who);
+	else
+		audit_who_self(&who);
+	ev.who = &who;
+	return audit_append(fs->audit, &ev, seq);
+}
+
+/* Adopts a compliance reading (and audits a clock event once).  Caller
+ * holds clock_lock. */
+static void ret_clock_set_locked(struct ops_fs *fs, int64_t now,
+				 const struct clock_event *ev)
+{
+	struct ops_retention *r = fs->ret;
+
+	r->clock_us = now;
+	r->clock_mono = mono_us();
+	if (ev && ev->kind != r->clock_event &&
+	    (ev->kind == CLOCK_EV_SET_BACK || ev->kind == CLOCK_EV_JUMP_AHEAD)) {
+		char d[160];
+
+		clock_event_describe(ev, d, sizeof(d));
+		if (audit_self(fs, 0, AUDIT_OP_ALERT, 0, NULL, d, NULL) < 0)
+			fuse_log(FUSE_LOG_ERR, "custodianfs: clock alert not recorded\n");
+		fuse_log(FUSE_LOG_WARNING, "custodianfs: %s\n", d);
+	}
+	if (ev)
+		r->clock_event = ev->kind;
+}
+
+/* The compliance time for retention decisions (UTC us). */
+static int64_t ret_now(struct ops_fs *fs)
+{
+	struct ops_retention *r = fs->ret;
+	int64_t now, mono = mono_us();
+	struct clock_event ev;
+
+	pthread_mutex_lock(&r->clock_lock);
+	if (r->clock_mono && mono - r->clock_mono < RET_CLOCK_REFRESH_US) {
+		now = r->clock_us + (mono - r->clock_mono);
+	} else if (clock_compliance_now(fs->store->cat, &now, &ev) == 0) {
+		ret_clock_set_locked(fs, now, &ev);
+	} else {
+		/* The catalogue cannot be read: the last reading, advanced. */
+		now = r->clock_mono ? r->clock_us + (mono - r->clock_mono)
+				    : clock_now_us();
+	}
+	pthread_mutex_unlock(&r->clock_lock);
+	return now;
+}
+
+/* Is plaintext path under a directory hold? */
+static bool ret_dir_held(struct ops_fs *fs, const char *path)
+{
+	bool held;
+
+	if (!path)
+		return false;
+	pthread_rwlock_rdlock(&fs->ret->lock);
+	held = fs->ret->holds && retention_holds_match(fs->ret->holds, path);
+	pthread_rwlock_unlock(&fs->ret->lock);
+	return held;
+}
+
+/* Loads the directory holds again (mount, holds-reload). */
+static int ret_holds_reload(struct ops_fs *fs)
+{
+	struct retention_holds *h = NULL, *old;
+	int ret = retention_holds_load(fs->store, &h);
+
+	if (ret < 0)
+		return ret;
+	pthread_rwlock_wrlock(&fs->ret->lock);
+	old = fs->ret->holds;
+	fs->ret->holds = h;
+	pthread_rwlock_unlock(&fs->ret->lock);
+	retention_holds_free(old);
+	return 0;
+}
+
+/* Effective policy of the directory holding node n (or of dir), false if
+ * no policy is in force.  pr must be begun. */
+static bool ret_effective(struct pol_req *pr, const char *dirpath,
+			  struct policy_effective *e)
+{
+	return pr->pol && policy_effective(pr->pol->p, dirpath, e) == 0;
+}
+
+static bool ret_active(const struct policy_effective *e)
+{
+	return e->retain_min_s > 0 || e->worm;
+}
+
+/* The header of a regular file: n's loaded state if it has one, else read
+ * from fd (any descriptor of the file; O_PATH is reopened).  0 with
+ * *have = false for an empty file that has none yet. */
+static int ret_header(struct ops_node *n, const struct ops_node *dir, int fd,
+		      struct format_header *h, bool *have)
+{
+	struct format_file f;
+	char proc[64];
+	int rfd, ret;
+
+	*have = false;
+	if (n) {
+		pthread_rwlock_rdlock(&n->lock);
+		if (n->hdr_loaded) {
+			*have = n->ff.have_header;
+			*h = n->ff.hdr;
+			pthread_rwlock_unlock(&n->lock);
+			return 0;
+		}
+		pthread_rwlock_unlock(&n->lock);
+	}
+	proc_path(proc, fd);
+	rfd = open(proc, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (rfd < 0)
+		return -errno;
+	ret = format_file_load(&f, rfd, n ? n->ring : dir->ring);
+	close(rfd);
+	if (ret == 0) {
+		*have = f.have_header;
+		*h = f.hdr;
+	}
+	return ret;
+}
+
+/*
+ * May the record reached by fd (entry `name` of dir, node n if the kernel
+ * knows it; type its S_IFMT) undergo op now?  A legal hold (subject or
+ * directory) refuses UNLINK, RENAME_AWAY, TRUNCATE, OVERWRITE; retention
+ * (retain_min, worm) refuses as retention_check says.  0, or the refusal
+ * (-EPERM, recorded with opname), or -EIO if the record cannot be judged.
+ */
+static int check_record(fuse_req_t req, struct ops_node *dir, const char *name,
+			struct ops_node *n, int fd, mode_t type, enum retention_op op,
+			const char *opname)
+{
+	struct ops_fs *fs = ops_fs(req);
+	char dpath[PATH_MAX], path[PATH_MAX];
+	struct policy_effective e;
+	struct format_header h;
+	struct pol_req pr;
+	bool held, have = false;
+	int len, ret = 0;
+
+	if (n && !dir) {
+		pthread_mutex_lock(&fs->table_lock);
+		len = node_path_locked(fs, n, true, dpath, sizeof(dpath));
+		pthread_mutex_unlock(&fs->table_lock);
+		if (len >= 0)
+			len = ops_node_path(fs, n, path, sizeof(path));
+	} else {
+		len = ops_node_path(fs, dir, dpath, sizeof(dpath));
+		if (len >= 0 && snprintf(path, sizeof(path), "%s%s%s", dpath,
+					 len == 1 ? "" : "/", name) >= (int)sizeof(path))
+			len = -ENAMETOOLONG;
+	}
+	held = subj_held(n ? n : dir) || (len >= 0 && ret_dir_held(fs, path));
+	if (retention_check_held(held, op) < 0)
+		return n ? refuse(req, n, NULL, NULL, opname, EPERM, "legal hold")
+			 : refuse(req, NULL, dir, name, opname, EPERM, "legal hold");
+	if (!S_ISREG(type) || len < 0)
+		return 0;
+	pol_begin(req, &pr);
+	if (ret_effective(&pr, dpath, &e)) {
+		ret = ret_header(n, dir, fd, &h, &have);
+		if (ret < 0 && ret_active(&e))
+			ret = -EIO; /* a header that does not authenticate */
+		else if (ret < 0 || !have)
+			ret = 0; /* nothing to keep (no retention, or empty) */
+		else if (ret_active(&e) || (h.flags & FORMAT_FLAG_WORM) ||
+			 h.keep_until_us) {
+			int64_t now = ret_now(fs);
+			struct stat sb;
+
+			/* Idle past autocommit: write-once already. */
+			if (e.worm && e.autocommit_s > 0 &&
+			    !(h.flags & FORMAT_FLAG_WORM) && fstat(fd, &sb) == 0 &&
+			    retention_worm_due(&e, &h, false,
+					       (int64_t)sb.st_mtim.tv_sec * 1000000 +
+						       sb.st_mtim.tv_nsec / 1000,
+					       now))
+				h.flags |= FORMAT_FLAG_WORM;
+			ret = retention_check(&e, &h, now, op);
+		}
+	}
+	pol_end(&pr);
+	if (ret == -EPERM)
+		return n ? refuse(req, n, NULL, NULL, opname, EPERM, "retention")
+			 : refuse(req, NULL, dir, name, opname, EPERM, "retention");
+	return ret;
+}
+
+static int node_load_header(struct ops_node *n, int fd);
+
+/* Makes n write-once (header flag and keep-until), through any descriptor
+ * of it (reopened for writing). */
+static int ret_worm_commit(struct ops_fs *fs, struct ops_node *n, int fd,
+			   const struct policy_effective *e)
+{
+	struct format_file f;
+	char proc[64];
+	int wfd, ret;
+
+	(void)fs;
+	proc_path(proc, fd);
+	wfd = open(proc, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	if (wfd < 0)
+		return -errno;
+	pthread_rwlock_wrlock(&n->lock);
+	ret = node_load_header(n, wfd);
+	if (ret == 0 && n->ff.have_header && !(n->ff.hdr.flags & FORMAT_FLAG_WORM)) {
+		f = n->ff;
+		f.fd = wfd;
+		ret = retention_worm_commit(&f, e);
+		if (ret == 0)
+			n->ff.hdr = f.hdr;
+	}
+	pthread_rwlock_unlock(&n->lock);
+	close(wfd);
+	if (ret < 0)
+		fuse_log(FUSE_LOG_ERR, "custodianfs: WORM commit failed: %s\n",
+			 strerror(-ret));
+	return ret;
 }
 
 static int nss_user(void *ctx, const char *name, uint32_t *id)
@@ -1554,6 +2317,36 @@ static void op_destroy(void *userdata)
 
 /* ---- names ---------------------------------------------------------------- */
 
+/* Lookup of a subject root (backing entry sback of dir): its node, with
+ * the subject's keyring.  -ENOENT if there is no such live subject (a
+ * shredded one's leftovers are not shown). */
+static int lookup_subject(struct ops_fs *fs, struct ops_node *dir, const char *name,
+			  const uint8_t hash[CRYPT_HASH_BYTES], const char *sback,
+			  struct fuse_entry_param *e)
+{
+	struct ops_subject *s = NULL;
+	struct stat st;
+	int ret;
+
+	if (fstatat(dir->fd, sback, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOENT;
+	ret = subj_open(fs, hash, &s);
+	if (ret == -SUBJECTS_ESHREDDED)
+		return -ENOENT;
+	if (ret == -EBADMSG) {
+		fuse_log(FUSE_LOG_ERR, "custodianfs: a subject's catalogue row was "
+				       "changed outside custodian; refusing it\n");
+		return -EIO;
+	}
+	if (ret < 0)
+		return ret == -ENOENT ? -ENOENT : -EIO;
+	ret = node_get(fs, dir, sback, name, NULL, s, e);
+	subj_unref(s);
+	return ret;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -1563,16 +2356,35 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct pol_req pr;
 	int ret;
 
-	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POL_TRAVERSE, "lookup", name);
-	pol_end(&pr);
+	uint8_t hash[CRYPT_HASH_BYTES];
+	char sback[SUBJECTS_BACKING_LEN + 1];
+	int sr = 0;
+
+	ret = subj_enter(dir);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	ret = dir_encrypt(dir, name, &enc);
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, POL_TRAVERSE, "lookup", name);
 	if (ret == 0)
-		ret = node_get(fs, dir, enc.backing, name, NULL, &e);
+		sr = subj_root_name(fs, pr.pol, dir, name, hash, sback);
+	pol_end(&pr);
+	if (ret < 0) {
+		subj_leave(dir);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	ret = -ENOENT;
+	if (sr == 1)
+		ret = lookup_subject(fs, dir, name, hash, sback, &e);
+	if (ret == -ENOENT) {
+		/* Not a subject (or none there): an ordinary entry. */
+		ret = dir_encrypt(dir, name, &enc);
+		if (ret == 0)
+			ret = node_get(fs, dir, enc.backing, name, NULL, NULL, &e);
+	}
+	subj_leave(dir);
 	if (ret == -ENOENT) {
 		/* Negative entry: cached like a positive one, since every
 		 * create goes through this mount and invalidates it. */
@@ -1633,7 +2445,42 @@ static int check_create(fuse_req_t req, struct ops_node *dir, const char *opname
 	return ret;
 }
 
-static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+/* Is `name` in dir an existing subject root (so no ordinary entry may
+ * take the name)? */
+static bool subj_root_taken(fuse_req_t req, struct ops_node *dir, const char *name)
+{
+	uint8_t hash[CRYPT_HASH_BYTES];
+	char sback[SUBJECTS_BACKING_LEN + 1];
+
+	return subj_root_entry(req, dir, name, hash, sback, NULL) == 1;
+}
+
+/* A new record in dir: its keep-until (birth + retain_min of the rule in
+ * force) goes into its authenticated header. */
+static int ret_new_record(fuse_req_t req, struct ops_node *dir, struct format_file *f)
+{
+	char dpath[PATH_MAX];
+	struct policy_effective e;
+	struct pol_req pr;
+	int64_t ku;
+	int ret = 0;
+
+	subj_touch(dir->subj);
+	if (!pol_begin(req, &pr) || ops_node_path(pr.fs, dir, dpath, sizeof(dpath)) < 0 ||
+	    !ret_effective(&pr, dpath, &e)) {
+		pol_end(&pr);
+		return 0;
+	}
+	pol_end(&pr);
+	ku = retention_keep_until(&e, f->hdr.birth_us);
+	if (ku > 0) {
+		f->hdr.keep_until_us = ku;
+		ret = format_file_write_header(f);
+	}
+	return ret;
+}
+
+static void do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -1654,6 +2501,10 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	if (disk_full(fs)) {
 		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	if (subj_root_taken(req, dir, name)) {
+		fuse_reply_err(req, EEXIST);
 		return;
 	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
@@ -1689,6 +2540,8 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 			goto out;
 		}
 		ret = format_file_create(&f, fd, dir->ring, clock_now_us());
+		if (ret == 0)
+			ret = ret_new_record(req, dir, &f);
 		if (ret < 0)
 			goto out;
 	} else {
@@ -1706,7 +2559,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	ret = audit_change(req, AUDIT_OP_CREATE, 0, dir->ring, ap, NULL, 0, detail, NULL);
 	if (ret < 0)
 		goto out;
-	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
+	ret = node_get(fs, dir, enc.backing, name, NULL, NULL, &e);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -1724,7 +2577,117 @@ out:
 	reply_entry(req, &e);
 }
 
-static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+/* The daemon's name as an operator in the erasure ledger, or a fallback
+ * when the id appears in it (the ledger must not name the subject). */
+static int destroy_key_as(struct ops_fs *fs, const char *id, const char *reason,
+			  const char *operator_, struct subjects_certificate *cert)
+{
+	static const char *const reasons[] = {"subject removed", "removed", "R"};
+	int ret = subjects_destroy_key(fs->store, fs->audit, id, reason, operator_, NULL,
+				       cert);
+
+	for (size_t i = 0; i < ARRAY_LEN(reasons) * 2 && ret == -EINVAL; i++)
+		ret = subjects_destroy_key(fs->store, fs->audit, id, reasons[i / 2],
+					   i % 2 ? "-" : operator_, NULL, cert);
+	return ret;
+}
+
+/* Who a request's caller is, for the erasure ledger. */
+static void caller_name(fuse_req_t req, char out[SUBJECTS_OPERATOR_MAX])
+{
+	uid_t uid = fuse_req_ctx(req)->uid;
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+		snprintf(out, SUBJECTS_OPERATOR_MAX, "%.40s (uid %u)", pw.pw_name,
+			 (unsigned)uid);
+	else
+		snprintf(out, SUBJECTS_OPERATOR_MAX, "uid %u", (unsigned)uid);
+}
+
+/*
+ * mkdir of a directory the policy marks as a subject root: a new subject
+ * (its key, its catalogue row, its .S directory with a fresh IV), owned by
+ * the caller.  Recorded with the subject's hash, the path sealed with the
+ * subject's own keys (the path holds the id).
+ */
+static int mkdir_subject(fuse_req_t req, struct ops_node *dir, const char *name,
+			 mode_t mode, const uint8_t hash[CRYPT_HASH_BYTES],
+			 const char *sback, const char *detail,
+			 struct fuse_entry_param *e)
+{
+	struct ops_fs *fs = ops_fs(req);
+	char parent[PATH_MAX], apath[PATH_MAX];
+	uint8_t iv[CRYPT_DIRIV_BYTES];
+	struct keyring *ring = NULL;
+	struct ops_subject *s = NULL;
+	struct names_enc enc;
+	bool made = false;
+	const char *ap;
+	uid_t uid;
+	gid_t gid;
+	int ret;
+
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
+	/* An ordinary entry of that name (made before the policy said so). */
+	ret = dir_encrypt(dir, name, &enc);
+	if (ret == 0 && faccessat(dir->fd, enc.backing, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		ret = -EEXIST;
+	if (ret == 0)
+		ret = new_owner(req, dir, &uid, &gid);
+	if (ret == 0 && ops_node_path(fs, dir, parent, sizeof(parent)) < 0)
+		ret = -ENAMETOOLONG;
+	if (ret == 0)
+		ret = subjects_create(fs->store, parent, dir->fd, name, mode, &ring, iv);
+	if (ret < 0) {
+		/* No subject key to seal the path with: the hash says which. */
+		struct audit_event ev = {
+			.op = AUDIT_OP_MKDIR,
+			.outcome = -ret,
+			.subject = hash,
+			.detail = detail,
+		};
+
+		(void)audit_req(req, &ev, NULL);
+		goto out;
+	}
+	made = true;
+	if (fchownat(dir->fd, sback, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = subj_insert(fs, hash, ring, false, &s);
+	ring = NULL;
+	if (ret < 0)
+		goto out;
+	pthread_rwlock_rdlock(&s->use);
+	tl_subj = s;
+	ret = audit_change(req, AUDIT_OP_MKDIR, 0, s->ring, ap, NULL, 0, detail, NULL);
+	if (ret == 0)
+		ret = node_get(fs, dir, sback, name, iv, s, e);
+	tl_subj = NULL;
+	pthread_rwlock_unlock(&s->use);
+out:
+	if (ret < 0 && made) {
+		struct subjects_certificate cert;
+
+		if (destroy_key_as(fs, name, "mkdir failed", "custodianfs", &cert) < 0 ||
+		    subjects_remove_tree(fs->store, hash, dir->fd) < 0)
+			fuse_log(FUSE_LOG_ERR,
+				 "custodianfs: a subject whose mkdir failed "
+				 "could not be removed again\n");
+		if (s)
+			subj_kill(s);
+	}
+	subj_unref(s);
+	keys_ring_free(ring);
+	crypt_wipe(iv, sizeof(iv));
+	crypt_wipe(parent, sizeof(parent));
+	return ret;
+}
+
+static void do_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
@@ -1747,8 +2710,27 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
-	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
 	snprintf(detail, sizeof(detail), "mode=%04o", (unsigned)(mode & 07777));
+	{
+		uint8_t hash[CRYPT_HASH_BYTES];
+		char sback[SUBJECTS_BACKING_LEN + 1];
+		struct pol_req pr;
+		int sr;
+
+		pol_begin(req, &pr);
+		sr = subj_root_name(fs, pr.pol, dir, name, hash, sback);
+		pol_end(&pr);
+		if (sr == 1) {
+			ret = mkdir_subject(req, dir, name, mode, hash, sback, detail,
+					    &e);
+			if (ret < 0)
+				fuse_reply_err(req, -ret);
+			else
+				reply_entry(req, &e);
+			return;
+		}
+	}
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -1779,7 +2761,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	ret = audit_change(req, AUDIT_OP_MKDIR, 0, dir->ring, ap, NULL, 0, detail, NULL);
 	if (ret < 0)
 		goto out;
-	ret = node_get(fs, dir, enc.backing, name, iv, &e);
+	ret = node_get(fs, dir, enc.backing, name, iv, NULL, &e);
 out:
 	crypt_wipe(iv, sizeof(iv));
 	if (ret < 0 && !recorded)
@@ -1801,7 +2783,7 @@ out:
 	reply_entry(req, &e);
 }
 
-static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+static void do_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		       const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -1827,6 +2809,10 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	}
 	/* The target is text the caller chose, possibly a name: it is sealed
 	 * like a path (path2). */
+	if (subj_root_taken(req, dir, name)) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
@@ -1853,7 +2839,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	ret = audit_change(req, AUDIT_OP_SYMLINK, 0, dir->ring, ap, link, 0, NULL, NULL);
 	if (ret < 0)
 		goto out;
-	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
+	ret = node_get(fs, dir, enc.backing, name, NULL, NULL, &e);
 out:
 	if (ret < 0) {
 		if (!recorded)
@@ -1869,7 +2855,38 @@ out:
 	reply_entry(req, &e);
 }
 
-static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+/* A hard link must not let a record escape its retention rule: refused
+ * (EPERM, recorded) between directories whose retention differs. */
+static int check_link_rules(fuse_req_t req, struct ops_node *n, struct ops_node *dir,
+			    const char *name)
+{
+	struct ops_fs *fs = ops_fs(req);
+	char a[PATH_MAX], b[PATH_MAX];
+	struct policy_effective ea, eb;
+	struct pol_req pr;
+	bool differ = false;
+	int len;
+
+	if (!pol_begin(req, &pr)) {
+		pol_end(&pr);
+		return 0;
+	}
+	pthread_mutex_lock(&fs->table_lock);
+	len = node_path_locked(fs, n, true, a, sizeof(a));
+	pthread_mutex_unlock(&fs->table_lock);
+	if (len >= 0 && ops_node_path(fs, dir, b, sizeof(b)) >= 0 &&
+	    ret_effective(&pr, a, &ea) && ret_effective(&pr, b, &eb))
+		differ = ea.retain_min_s != eb.retain_min_s ||
+			 ea.retain_max_s != eb.retain_max_s || ea.worm != eb.worm ||
+			 ea.retain_from != eb.retain_from ||
+			 ea.autocommit_s != eb.autocommit_s;
+	pol_end(&pr);
+	if (!differ)
+		return 0;
+	return refuse(req, NULL, dir, name, "link", EPERM, "retention rules differ");
+}
+
+static void do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
@@ -1896,6 +2913,15 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	pol_end(&pr);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
+		return;
+	}
+	ret = check_link_rules(req, n, dir, name);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	if (subj_root_taken(req, dir, name)) {
+		fuse_reply_err(req, EEXIST);
 		return;
 	}
 	ap = audit_node_path(fs, n, apath, sizeof(apath));
@@ -1928,7 +2954,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	ret = audit_change(req, AUDIT_OP_LINK, 0, dir->ring, ap, ap2, 0, NULL, NULL);
 	if (ret < 0)
 		goto out;
-	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
+	ret = node_get(fs, dir, enc.backing, name, NULL, NULL, &e);
 out:
 	if (srcdir)
 		node_unref(fs, srcdir, 1);
@@ -1996,7 +3022,7 @@ static int check_delete(fuse_req_t req, struct ops_node *dir, const char *opname
 	return ret;
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+static void do_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
@@ -2013,6 +3039,15 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	{
+		uint8_t hash[CRYPT_HASH_BYTES];
+		char sback[SUBJECTS_BACKING_LEN + 1];
+
+		if (subj_root_entry(req, dir, name, hash, sback, NULL) == 1) {
+			fuse_reply_err(req, EISDIR);
+			return;
+		}
+	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
@@ -2020,7 +3055,11 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	ret = pin_entry(dir, enc.backing, &pin, &st);
 	if (ret < 0)
 		goto out;
-	recorded = true;
+	recorded = true; /* a refusal is recorded by check_record */
+	ret = check_record(req, dir, name, NULL, pin, st.st_mode & S_IFMT,
+			   RETENTION_UNLINK, "unlink");
+	if (ret < 0)
+		goto out;
 	ret = audit_change(req, AUDIT_OP_UNLINK, 0, dir->ring, ap, NULL, 0, NULL, &seq);
 	if (ret < 0)
 		goto out;
@@ -2120,7 +3159,83 @@ static void dying_dir_end(struct dying_dir *dd, bool failed)
 	dd->dp = NULL;
 }
 
-static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+/*
+ * rmdir of a subject root: allowed when it is empty and not on legal hold
+ * (EPERM, recorded); the subject is erased like a shred (key destroyed,
+ * ledger entry, audit record) and its directory removed.
+ */
+static int rmdir_subject(fuse_req_t req, struct ops_node *dir, const char *name,
+			 const uint8_t hash[CRYPT_HASH_BYTES], const char *sback)
+{
+	struct ops_fs *fs = ops_fs(req);
+	struct subjects_certificate cert;
+	struct dying_dir dd = {.dp = NULL};
+	char who[SUBJECTS_OPERATOR_MAX], reason[64], apath[PATH_MAX];
+	struct ops_subject *s = NULL;
+	struct pol_req pr;
+	struct stat st;
+	bool have_st = false, destroyed = false;
+	const char *ap;
+	uint64_t seq = 0;
+	int ret;
+
+	ret = subj_open(fs, hash, &s);
+	if (ret < 0)
+		return ret == -ENOENT || ret == -SUBJECTS_ESHREDDED ? -ENOENT : -EIO;
+	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
+	pthread_rwlock_rdlock(&s->use);
+	if (atomic_load(&s->dead)) {
+		ret = -ENOENT;
+		goto unlock;
+	}
+	tl_subj = s;
+	atomic_store(&s->flags_us, 0); /* a hold must be seen now */
+	if (subj_flags(s) & SUBJECTS_HELD) {
+		pol_begin(req, &pr);
+		pr.ring = s->ring;
+		ret = deny_why(&pr, "rmdir", ap, EPERM, "legal hold");
+		pol_end(&pr);
+		goto unlock;
+	}
+	ret = dying_dir_strip(dir->fd, sback, &dd);
+	if (ret < 0)
+		goto unlock;
+	have_st = fstat(dirfd(dd.dp), &st) == 0;
+	ret = audit_change(req, AUDIT_OP_RMDIR, 0, s->ring, ap, NULL, 0,
+			   "empty subject: erased", &seq);
+	if (ret < 0)
+		goto unlock;
+	caller_name(req, who);
+	snprintf(reason, sizeof(reason), "rmdir by uid %u",
+		 (unsigned)fuse_req_ctx(req)->uid);
+	ret = destroy_key_as(fs, name, reason, who, &cert);
+	if (ret < 0)
+		audit_not_done(req, AUDIT_OP_RMDIR, ret, s->ring, ap, NULL, seq);
+	else
+		destroyed = true;
+unlock:
+	tl_subj = NULL;
+	pthread_rwlock_unlock(&s->use);
+	if (destroyed) {
+		subj_kill(s);
+		/* The key is gone whatever happens now: an entry left over is
+		 * unreadable and never listed. */
+		if (unlinkat(dir->fd, sback, AT_REMOVEDIR) != 0)
+			fuse_log(FUSE_LOG_WARNING,
+				 "custodianfs: an erased subject's empty directory "
+				 "could not be removed: %s\n",
+				 strerror(errno));
+		else if (have_st)
+			forget_name(fs, dir, sback, &st);
+		(void)subj_detach_nodes(fs, s, false, NULL, NULL, NULL, NULL);
+		reserve_check(fs);
+	}
+	dying_dir_end(&dd, !destroyed);
+	subj_unref(s);
+	return destroyed ? 0 : ret;
+}
+
+static void do_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
@@ -2136,6 +3251,20 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	ret = check_delete(req, dir, "rmdir", name);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
+		return;
+	}
+	{
+		uint8_t hash[CRYPT_HASH_BYTES];
+		char sback[SUBJECTS_BACKING_LEN + 1];
+
+		if (subj_root_entry(req, dir, name, hash, sback, NULL) == 1) {
+			fuse_reply_err(req, -rmdir_subject(req, dir, name, hash, sback));
+			return;
+		}
+	}
+	if (subj_held(dir)) {
+		fuse_reply_err(
+			req, -refuse(req, NULL, dir, name, "rmdir", EPERM, "legal hold"));
 		return;
 	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
@@ -2195,7 +3324,7 @@ static void rename_nodes(struct ops_fs *fs, struct ops_node *dir, const char *ol
 	free_dead(dead);
 }
 
-static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+static void do_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -2210,7 +3339,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	char apath[PATH_MAX], apath2[PATH_MAX], detail[32];
 	const char *ap, *ap2;
 	struct pol_req pr;
-	int pin = -1, ret;
+	int pin = -1, spin = -1, ret;
 
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
 	ap2 = audit_child_path(fs, ndir, newname, apath2, sizeof(apath2));
@@ -2222,16 +3351,32 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		ret = -EINVAL;
 		goto out;
 	}
-	if (dir->ring != ndir->ring) {
+	if (dir->ring != ndir->ring || dir->subj != ndir->subj) {
 		ret = -EXDEV;
 		goto out;
+	}
+	{
+		/* A subject root keeps its id (its key is bound to the id's
+		 * hash): moving one, or over one, is EXDEV, so mv copies into
+		 * a new subject and removes the old one. */
+		uint8_t hash[CRYPT_HASH_BYTES];
+		char sback[SUBJECTS_BACKING_LEN + 1];
+
+		if (subj_root_entry(req, dir, name, hash, sback, NULL) == 1 ||
+		    subj_root_entry(req, ndir, newname, hash, sback, NULL) == 1) {
+			/* Its path holds the id: not sealed with the volume
+			 * keys, which outlive the subject. */
+			ap = ap2 = NULL;
+			ret = -EXDEV;
+			goto out;
+		}
 	}
 	ret = dir_encrypt(dir, name, &oldenc);
 	if (ret == 0)
 		ret = dir_encrypt(ndir, newname, &newenc);
 	if (ret < 0)
 		goto out;
-	have_src = fstatat(dir->fd, oldenc.backing, &srcst, AT_SYMLINK_NOFOLLOW) == 0;
+	have_src = pin_entry(dir, oldenc.backing, &spin, &srcst) == 0;
 	/* A replaced entry is pinned until its node lets go of the name (see
 	 * pin_entry). */
 	ret = pin_entry(ndir, newenc.backing, &pin, &st);
@@ -2251,6 +3396,15 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (ret == 0 && exchange)
 		ret = pol_dir(&pr, dir, POLICY_CREATE, "rename", name);
 	pol_end(&pr);
+	/* Legal holds and retention: the source goes away from its name (also
+	 * within one directory), a replaced target is destroyed. */
+	if (ret == 0 && have_src)
+		ret = check_record(req, dir, name, NULL, spin, srcst.st_mode & S_IFMT,
+				   RETENTION_RENAME_AWAY, "rename");
+	if (ret == 0 && have_dst && !(have_src && same_inode_st(&srcst, &st)))
+		ret = check_record(req, ndir, newname, NULL, pin, st.st_mode & S_IFMT,
+				   exchange ? RETENTION_RENAME_AWAY : RETENTION_UNLINK,
+				   "rename");
 	denied = ret < 0;
 	if (ret < 0)
 		goto out;
@@ -2293,6 +3447,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 out:
 	if (pin >= 0)
 		close(pin);
+	if (spin >= 0)
+		close(spin);
 	dying_dir_end(&dd, ret < 0);
 	if (!denied)
 		audit_change_end(req, AUDIT_OP_RENAME, ret, recorded, seq, dir->ring, ap,
@@ -2302,7 +3458,7 @@ out:
 
 /* ---- attributes ----------------------------------------------------------- */
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void do_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
@@ -2367,7 +3523,36 @@ static void setattr_detail(const struct stat *a, int valid, char *buf, size_t ca
 #undef SA_ADD
 }
 
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+/* A size change of regular file n (through handle h if given): shrinking
+ * is TRUNCATE, growing APPEND, for holds and retention. */
+static int check_truncate(fuse_req_t req, struct ops_node *n, struct ops_handle *h,
+			  off_t size)
+{
+	struct stat st;
+	off_t cur;
+	int fd, ret;
+
+	fd = h ? h->fd : node_open(ops_fs(req), n, O_PATH, &st);
+	if (fd < 0)
+		return fd;
+	if (h && fstat(fd, &st) != 0) {
+		ret = -errno;
+		goto out;
+	}
+	cur = format_plain_size(st.st_size);
+	ret = 0;
+	if (cur < 0 || size != cur)
+		ret = check_record(req, NULL, NULL, n, fd, S_IFREG,
+				   cur >= 0 && size > cur ? RETENTION_APPEND
+							  : RETENTION_TRUNCATE,
+				   "truncate");
+out:
+	if (!h)
+		close(fd);
+	return ret;
+}
+
+static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -2389,6 +3574,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		ret = pol_node(&pr, n, POLICY_WRITE,
 			       (valid & FUSE_SET_ATTR_SIZE) ? "truncate" : "setattr");
 	pol_end(&pr);
+	if (ret == 0 && (valid & FUSE_SET_ATTR_SIZE) && S_ISREG(n->type))
+		ret = check_truncate(req, n, h, attr->st_size);
 	denied = ret < 0;
 	if (ret < 0)
 		goto out;
@@ -2484,7 +3671,7 @@ out:
 		fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
 }
 
-static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+static void do_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
@@ -2526,7 +3713,7 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	crypt_wipe(plain, sizeof(plain));
 }
 
-static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+static void do_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct stat st;
 	int ret;
@@ -2570,7 +3757,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 /* Changing xattrs is a write: a denial is reported as such before the
  * (global) "not supported". */
-static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+static void do_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
 	struct pol_req pr;
@@ -2586,7 +3773,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	fuse_reply_err(req, ret < 0 ? -ret : ENOSYS);
 }
 
-static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+static void do_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct pol_req pr;
 	int ret;
@@ -2612,7 +3799,52 @@ static int backing_flags(const struct ops_fs *fs, int flags)
 	return (wr ? O_RDWR : O_RDONLY) | (flags & (O_SYNC | O_DSYNC)) | O_CLOEXEC;
 }
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/*
+ * Retention state of a new handle of n: what the policy said at open
+ * (writes are checked against it), whether a directory hold covers the
+ * file, and whether writes need checking at all (guard; none outside
+ * subjects, holds and retention, so ordinary writes pay nothing).  A WORM
+ * candidate idle past autocommit is committed now.
+ */
+static void ret_open(fuse_req_t req, struct ops_node *n, struct ops_handle *h, int fd,
+		     const struct stat *st)
+{
+	struct ops_fs *fs = ops_fs(req);
+	char dpath[PATH_MAX], path[PATH_MAX];
+	struct policy_effective e;
+	struct format_header hdr;
+	struct pol_req pr;
+	bool have, active = false;
+	int len;
+
+	pthread_mutex_lock(&fs->table_lock);
+	len = node_path_locked(fs, n, true, dpath, sizeof(dpath));
+	pthread_mutex_unlock(&fs->table_lock);
+	if (len >= 0)
+		len = ops_node_path(fs, n, path, sizeof(path));
+	pthread_rwlock_rdlock(&n->lock);
+	have = n->ff.have_header;
+	hdr = n->ff.hdr;
+	pthread_rwlock_unlock(&n->lock);
+	pol_begin(req, &pr);
+	if (len >= 0 && ret_effective(&pr, dpath, &e)) {
+		h->retain_min_s = e.retain_min_s;
+		h->worm = e.worm;
+		h->autocommit_s = e.worm ? e.autocommit_s : 0;
+		active = ret_active(&e);
+		if (have && retention_worm_due(&e, &hdr, false,
+					       (int64_t)st->st_mtim.tv_sec * 1000000 +
+						       st->st_mtim.tv_nsec / 1000,
+					       ret_now(fs)))
+			(void)ret_worm_commit(fs, n, fd, &e);
+	}
+	pol_end(&pr);
+	h->dir_held = len >= 0 && ret_dir_held(fs, path);
+	h->guard = n->subj || active || h->dir_held ||
+		   (have && ((hdr.flags & FORMAT_FLAG_WORM) || hdr.keep_until_us));
+}
+
+static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *n = ops_node(req, ino);
@@ -2636,6 +3868,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		ret = pol_node(&pr, n, POLICY_WRITE, "open");
 	if (ret == 0 && acc != O_WRONLY)
 		ret = pol_node(&pr, n, POL_OPEN_READ, "open");
+	if (ret == 0)
+		ret = pol_restricted(&pr, n, "open");
 	pol_end(&pr);
 	if (ret < 0) {
 		/* The denial is recorded already. */
@@ -2668,6 +3902,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->fd = fd;
 	h->may_write = wr;
+	if ((fi->flags & O_TRUNC) && st.st_size > 0) {
+		ret = check_record(req, NULL, NULL, n, fd, S_IFREG, RETENTION_TRUNCATE,
+				   "open");
+		if (ret < 0) {
+			recorded = true; /* the refusal is */
+			goto out;
+		}
+	}
 	if (fi->flags & O_TRUNC) {
 		ret = node_truncate(n, fd, 0);
 	} else {
@@ -2677,6 +3919,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ret < 0)
 		goto out;
+	ret_open(req, n, h, fd, &st);
 	/* Recorded before open() returns: the unit that is guaranteed.  (An
 	 * O_TRUNC already happened; a failed record still refuses the open.) */
 	if (record) {
@@ -2727,7 +3970,7 @@ static int link_tmpfile(int fd, int dirfd, const char *name)
 	return -errno;
 }
 
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -2754,6 +3997,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	}
 	if (disk_full(fs)) {
 		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	if (subj_root_taken(req, dir, name)) {
+		fuse_reply_err(req, EEXIST);
 		return;
 	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
@@ -2800,6 +4047,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		goto out;
 	}
 	ret = format_file_create(&f, fd, dir->ring, clock_now_us());
+	if (ret == 0)
+		ret = ret_new_record(req, dir, &f);
 	if (ret < 0)
 		goto out;
 	if (tmpfile) {
@@ -2815,7 +4064,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 			   (uint64_t)fi->flags, detail, &seq);
 	if (ret < 0)
 		goto out;
-	ret = node_get(fs, dir, enc.backing, name, NULL, &e);
+	ret = node_get(fs, dir, enc.backing, name, NULL, NULL, &e);
 	if (ret < 0)
 		goto out;
 	have_entry = true;
@@ -2833,6 +4082,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	h->audit_seq = seq;
 	h->audit_release = seq != 0;
 	handle_opener(req, h);
+	{
+		struct stat cst;
+
+		if (fstat(fd, &cst) == 0)
+			ret_open(req, n, h, fd, &cst);
+	}
 	handle_attach(fs, n, h);
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 1;
@@ -2857,7 +4112,7 @@ out:
 	fuse_reply_err(req, -ret);
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+static void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct ops_node *n = ops_node(req, ino);
@@ -2884,10 +4139,53 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	crypt_wipe(buf, (size_t)r);
 }
 
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+/*
+ * May handle h write at plaintext offset off of n?  Only asked when
+ * h->guard.  A WORM-committed file takes no write; a hold (subject or
+ * directory) and retain_min refuse overwriting existing data, not
+ * appending.  Caller holds n->lock exclusively.  0, or -EPERM with *why
+ * for the record, or another -errno.
+ */
+static int write_verdict(struct ops_fs *fs, struct ops_handle *h, struct ops_node *n,
+			 off_t off, const char **why)
+{
+	struct policy_effective e;
+	bool have = n->ff.have_header, held;
+	enum retention_op op;
+	struct stat st;
+	off_t cur;
+
+	if (have && (n->ff.hdr.flags & FORMAT_FLAG_WORM)) {
+		*why = "retention (write-once)";
+		return -EPERM;
+	}
+	held = h->dir_held || subj_held(n);
+	if (!held && !(have && (h->retain_min_s > 0 || n->ff.hdr.keep_until_us)))
+		return 0;
+	if (fstat(h->fd, &st) != 0)
+		return -errno;
+	cur = format_plain_size(st.st_size);
+	op = cur >= 0 && off >= cur ? RETENTION_APPEND : RETENTION_OVERWRITE;
+	if (retention_check_held(held, op) < 0) {
+		*why = "legal hold";
+		return -EPERM;
+	}
+	memset(&e, 0, sizeof(e));
+	e.retain_min_s = h->retain_min_s;
+	e.worm = h->worm;
+	e.autocommit_s = h->autocommit_s;
+	if (have && retention_check(&e, &n->ff.hdr, ret_now(fs), op) < 0) {
+		*why = "retention";
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void do_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		     off_t off, struct fuse_file_info *fi)
 {
 	struct ops_node *n = ops_node(req, ino);
+	struct ops_handle *h = ops_handle(fi);
 	struct format_file f;
 	ssize_t r;
 
@@ -2896,8 +4194,21 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		return;
 	}
 	pthread_rwlock_wrlock(&n->lock);
+	if (h->guard) {
+		const char *why = NULL;
+		int v = write_verdict(ops_fs(req), h, n, off, &why);
+
+		if (v < 0) {
+			pthread_rwlock_unlock(&n->lock);
+			if (why)
+				v = refuse(req, n, NULL, NULL, AUDIT_OP_WRITE, EPERM,
+					   why);
+			fuse_reply_err(req, -v);
+			return;
+		}
+	}
 	f = n->ff;
-	f.fd = ops_handle(fi)->fd;
+	f.fd = h->fd;
 	r = format_file_write(&f, buf, size, off);
 	n->ff.have_header = f.have_header;
 	n->ff.hdr = f.hdr;
@@ -2905,7 +4216,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (r < 0) {
 		fuse_reply_err(req, (int)-r);
 	} else {
-		handle_count(ops_handle(fi), true, (uint64_t)r);
+		handle_count(h, true, (uint64_t)r);
+		if (!atomic_load_explicit(&h->written, memory_order_relaxed))
+			atomic_store(&h->written, true);
+		subj_touch(n->subj);
 		fuse_reply_write(req, (size_t)r);
 	}
 }
@@ -2958,12 +4272,22 @@ static int audit_release(struct ops_fs *fs, struct ops_handle *h)
 	return audit_as(fs, h->pid, h->uid, h->gid, &ev, NULL);
 }
 
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void do_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_handle *h = ops_handle(fi);
 	int ret;
 
 	(void)ino;
+	/* worm = yes: the first release after writing commits the file. */
+	if (h->worm && atomic_load(&h->written)) {
+		struct policy_effective e;
+
+		memset(&e, 0, sizeof(e));
+		e.worm = true;
+		e.retain_min_s = h->retain_min_s;
+		e.autocommit_s = h->autocommit_s;
+		(void)ret_worm_commit(ops_fs(req), h->node, h->fd, &e);
+	}
 	ret = audit_release(ops_fs(req), h);
 	handle_free(ops_fs(req), h);
 	fuse_reply_err(req, -ret);
@@ -2998,7 +4322,7 @@ static int check_list(fuse_req_t req, struct ops_node *dir, const char *opname)
 	return ret;
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void do_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_node *n = ops_node(req, ino);
 	struct ops_dir *d;
@@ -3035,11 +4359,50 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	fi->fh = (uintptr_t)d;
+	dir_track(ops_fs(req), d, true);
 	if (fuse_reply_open(req, fi) != 0) {
+		dir_track(ops_fs(req), d, false);
 		closedir(d->dp);
 		pthread_mutex_destroy(&d->lock);
 		free(d);
 	}
+}
+
+/* A listing's entry `backing` that may be a subject root (".S..."): 0
+ * with its id in plain (and, if sp is not NULL, its subject referenced in
+ * *sp) if it is a live subject that the policy declares at dpath/id, else
+ * -ENOENT (not listed: shredded leftovers, or not a subject there). */
+static int subj_list_name(struct ops_fs *fs, struct ops_policy *pol, const char *dpath,
+			  const char *backing, char plain[NAMES_PLAIN_MAX + 1],
+			  struct ops_subject **sp)
+{
+	uint8_t hash[CRYPT_HASH_BYTES];
+	struct subjects_info *info = NULL;
+	char path[PATH_MAX];
+	int ret = -ENOENT;
+
+	if (sp)
+		*sp = NULL;
+	if (!pol || subjects_parse_backing_name(backing, hash) < 0)
+		return -ENOENT;
+	info = malloc(sizeof(*info));
+	if (!info)
+		return -ENOENT;
+	if (subjects_get(fs->store, hash, info) < 0 || (info->flags & SUBJECTS_SHREDDED))
+		goto out;
+	if (snprintf(path, sizeof(path), "%s%s%s", dpath, strcmp(dpath, "/") ? "/" : "",
+		     info->id) >= (int)sizeof(path) ||
+	    !policy_is_subject_root(pol->p, path))
+		goto out;
+	if (sp && subj_open(fs, hash, sp) < 0)
+		goto out;
+	snprintf(plain, NAMES_PLAIN_MAX + 1, "%s", info->id);
+	ret = 0;
+out:
+	crypt_wipe(path, sizeof(path));
+	crypt_wipe(info, sizeof(*info));
+	free(info);
+	return ret;
 }
 
 static bool is_dot(const char *name)
@@ -3047,13 +4410,16 @@ static bool is_dot(const char *name)
 	return name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
 }
 
-static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+static void readdir_in(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		       struct fuse_file_info *fi, bool plus)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, ino);
 	struct ops_dir *d = ops_dir(fi);
 	char plain[NAMES_PLAIN_MAX + 1];
+	char dpath[PATH_MAX];
+	struct pol_req lpr = {.pol = NULL};
+	bool subjects_here = false;
 	size_t rem = size;
 	char *buf, *p;
 	int err = 0;
@@ -3070,6 +4436,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* Subject roots are listed where the policy declares them. */
+	if (!dir->subj && pol_begin(req, &lpr))
+		subjects_here = ops_node_path(fs, dir, dpath, sizeof(dpath)) > 0;
 	p = buf;
 	pthread_mutex_lock(&d->lock);
 	if (offset != d->offset) {
@@ -3081,6 +4450,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 	}
 	for (;;) {
 		struct fuse_entry_param e;
+		struct ops_subject *esubj = NULL;
 		const char *name;
 		size_t entsize;
 		off_t nextoff;
@@ -3101,6 +4471,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 			int r = names_decrypt(dir->ring, dir->iv, dirfd(d->dp),
 					      d->entry->d_name, plain);
 
+			if (r == -ENOENT && subjects_here)
+				r = subj_list_name(fs, lpr.pol, dpath, d->entry->d_name,
+						   plain, plus ? &esubj : NULL);
 			if (r < 0) {
 				/* Reserved entries are silent; names that do
 				 * not decrypt are hidden and counted. */
@@ -3119,7 +4492,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 				e.attr.st_mode = (mode_t)d->entry->d_type << 12;
 			} else {
 				int r = node_get(fs, dir, d->entry->d_name, plain, NULL,
-						 &e);
+						 esubj, &e);
+
+				subj_unref(esubj);
+				esubj = NULL;
 
 				if (r == -ENOENT) {
 					/* Removed since it was listed. */
@@ -3169,7 +4545,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 			 (uintmax_t)dir->ino, d->hidden);
 	}
 	pthread_mutex_unlock(&d->lock);
+	pol_end(&lpr);
 	crypt_wipe(plain, sizeof(plain));
+	crypt_wipe(dpath, sizeof(dpath));
 	/* Entries already in the buffer carry lookup references: send them
 	 * and report the error only if there are none. */
 	if (err && rem == size)
@@ -3179,6 +4557,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 	crypt_wipe(buf, size - rem);
 	free(buf);
 }
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+		       struct fuse_file_info *fi, bool plus);
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
 		       struct fuse_file_info *fi)
@@ -3197,6 +4578,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	struct ops_dir *d = ops_dir(fi);
 
 	(void)ino;
+	dir_track(ops_fs(req), d, false);
 	closedir(d->dp);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -3212,6 +4594,153 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)ino;
 	r = datasync ? sys.fdatasync(fd) : sys.fsync(fd);
 	fuse_reply_err(req, r != 0 ? errno : 0);
+}
+
+/* ---- entering subjects -------------------------------------------------- */
+
+/*
+ * Each operation runs inside the subject of the node it acts on
+ * (subj_enter/subj_leave), so a shred waits for it and everything after
+ * the shred is refused: namespace operations answer ENOENT (the subject
+ * is gone), data operations EIO (an open handle of a shredded file).
+ */
+#define SUBJ_WRAP(n, dead_err, call)                                                     \
+	do {                                                                             \
+		struct ops_node *n_ = (n);                                               \
+		if (subj_enter(n_) < 0) {                                                \
+			fuse_reply_err(req, dead_err);                                   \
+			return;                                                          \
+		}                                                                        \
+		call;                                                                    \
+		subj_leave(n_);                                                          \
+	} while (0)
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	SUBJ_WRAP(ops_node(req, parent), ENOENT, do_mknod(req, parent, name, mode, rdev));
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	SUBJ_WRAP(ops_node(req, parent), ENOENT, do_mkdir(req, parent, name, mode));
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	SUBJ_WRAP(ops_node(req, parent), ENOENT, do_symlink(req, link, parent, name));
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
+{
+	/* Different subjects never share an inode (different keys). */
+	if (ops_node(req, ino)->subj != ops_node(req, parent)->subj) {
+		fuse_reply_err(req, EXDEV);
+		return;
+	}
+	SUBJ_WRAP(ops_node(req, parent), ENOENT, do_link(req, ino, parent, name));
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	SUBJ_WRAP(ops_node(req, parent), ENOENT, do_unlink(req, parent, name));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	SUBJ_WRAP(ops_node(req, parent), ENOENT, do_rmdir(req, parent, name));
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	/* A different subject on the other side is EXDEV (do_rename). */
+	SUBJ_WRAP(ops_node(req, parent), ENOENT,
+		  do_rename(req, parent, name, newparent, newname, flags));
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	/* fstat of an open handle of a shredded file: the handle fails. */
+	SUBJ_WRAP(ops_node(req, ino), fi ? EIO : ENOENT, do_getattr(req, ino, fi));
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
+		       struct fuse_file_info *fi)
+{
+	SUBJ_WRAP(ops_node(req, ino), EIO, do_setattr(req, ino, attr, valid, fi));
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	SUBJ_WRAP(ops_node(req, ino), ENOENT, do_readlink(req, ino));
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	SUBJ_WRAP(ops_node(req, ino), ENOENT, do_access(req, ino, mask));
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	SUBJ_WRAP(ops_node(req, ino), ENOENT,
+		  do_setxattr(req, ino, name, value, size, flags));
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	SUBJ_WRAP(ops_node(req, ino), ENOENT, do_removexattr(req, ino, name));
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	SUBJ_WRAP(ops_node(req, ino), ENOENT, do_open(req, ino, fi));
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	SUBJ_WRAP(ops_node(req, parent), ENOENT, do_create(req, parent, name, mode, fi));
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	SUBJ_WRAP(ops_node(req, ino), EIO, do_read(req, ino, size, off, fi));
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off, struct fuse_file_info *fi)
+{
+	SUBJ_WRAP(ops_node(req, ino), EIO, do_write(req, ino, buf, size, off, fi));
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ops_node *n = ops_node(req, ino);
+
+	if (subj_enter(n) < 0) {
+		/* Shredded while open: nothing to record a path with. */
+		handle_free(ops_fs(req), ops_handle(fi));
+		fuse_reply_err(req, 0);
+		return;
+	}
+	do_release(req, ino, fi);
+	subj_leave(n);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	SUBJ_WRAP(ops_node(req, ino), ENOENT, do_opendir(req, ino, fi));
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
+		       struct fuse_file_info *fi, bool plus)
+{
+	SUBJ_WRAP(ops_node(req, ino), ENOENT,
+		  readdir_in(req, ino, size, offset, fi, plus));
 }
 
 /* ---- setup ------------------------------------------------------------------ */
@@ -3254,6 +4783,17 @@ const struct fuse_lowlevel_ops ops_lowlevel = {
 	 * right for a single mount. */
 };
 
+static void ret_destroy(struct ops_fs *fs)
+{
+	if (!fs->ret)
+		return;
+	retention_holds_free(fs->ret->holds);
+	pthread_rwlock_destroy(&fs->ret->lock);
+	pthread_mutex_destroy(&fs->ret->clock_lock);
+	free(fs->ret);
+	fs->ret = NULL;
+}
+
 int ops_fs_init(struct ops_fs *fs, struct store *store, const struct ops_config *cfg)
 {
 	struct ops_node *root = &fs->root;
@@ -3282,6 +4822,20 @@ int ops_fs_init(struct ops_fs *fs, struct store *store, const struct ops_config 
 	if (pthread_mutex_init(&fs->reload_lock, NULL) != 0) {
 		ret = -ENOMEM;
 		goto fail_pol_lock;
+	}
+	if (pthread_mutex_init(&fs->subj_lock, NULL) != 0) {
+		ret = -ENOMEM;
+		goto fail_reload_lock;
+	}
+	fs->ret = calloc(1, sizeof(*fs->ret));
+	if (!fs->ret || pthread_rwlock_init(&fs->ret->lock, NULL) != 0 ||
+	    pthread_mutex_init(&fs->ret->clock_lock, NULL) != 0) {
+		/* (A failed init leaves nothing to destroy on Linux.) */
+		free(fs->ret);
+		fs->ret = NULL;
+		pthread_mutex_destroy(&fs->subj_lock);
+		ret = -ENOMEM;
+		goto fail_reload_lock;
 	}
 	if (pthread_rwlock_init(&root->lock, NULL) != 0) {
 		ret = -ENOMEM;
@@ -3333,6 +4887,8 @@ fail_creds:
 	fs->creds = NULL;
 fail_rwlock:
 	pthread_rwlock_destroy(&root->lock);
+	ret_destroy(fs);
+	pthread_mutex_destroy(&fs->subj_lock);
 fail_reload_lock:
 	pthread_mutex_destroy(&fs->reload_lock);
 fail_pol_lock:
@@ -3369,6 +4925,14 @@ void ops_fs_destroy(struct ops_fs *fs)
 			node_free(n);
 		}
 	}
+	while (fs->dirs) {
+		struct ops_dir *d = fs->dirs;
+
+		fs->dirs = d->next;
+		closedir(d->dp);
+		pthread_mutex_destroy(&d->lock);
+		free(d);
+	}
 	while (fs->detached) {
 		struct ops_node *n = fs->detached;
 
@@ -3386,6 +4950,9 @@ void ops_fs_destroy(struct ops_fs *fs)
 	pthread_rwlock_destroy(&fs->root.lock);
 	pol_put(fs->pol);
 	fs->pol = NULL;
+	/* Every node is gone, so every subject with it. */
+	pthread_mutex_destroy(&fs->subj_lock);
+	ret_destroy(fs);
 	creds_rate_free(fs->rate);
 	creds_cache_free(fs->creds);
 	pthread_mutex_destroy(&fs->reload_lock);
@@ -3403,4 +4970,560 @@ void ops_fs_destroy(struct ops_fs *fs)
 		fs->reserve_fd = -1;
 	}
 	pthread_mutex_destroy(&fs->reserve_lock);
+}
+
+/* ---- live subject operations (control channel) ----------------------------- */
+
+/* The background remover: what a shred moved to STORE/trash is deleted on
+ * this thread at idle I/O priority, so a shred returns in milliseconds and
+ * other users of the mount are not stalled by the filesystem freeing a
+ * gigabyte. */
+struct ops_reaper {
+	pthread_t thread;     /* the remover */
+	bool running;         /* thread started */
+	pthread_mutex_t lock; /* guards stop and pending */
+	pthread_cond_t cond;  /* signalled when work arrives or stop */
+	bool stop;            /* unmounting: leave the rest for next time */
+	bool pending;         /* trash/ may hold something */
+	int trash_fd;         /* O_RDONLY fd of STORE/trash */
+};
+
+/* Removes everything below dirfd (closed on return), never following
+ * symlinks; stops early (-EINTR) when the reaper is told to stop. */
+static int reap_below(struct ops_reaper *r, int fd0)
+{
+	struct dirent *de;
+	DIR *d = fdopendir(fd0);
+	int ret = 0;
+
+	if (!d) {
+		ret = -errno;
+		close(fd0);
+		return ret;
+	}
+	while ((de = readdir(d)) != NULL) {
+		bool stop;
+
+		if (is_dot(de->d_name))
+			continue;
+		pthread_mutex_lock(&r->lock);
+		stop = r->stop;
+		pthread_mutex_unlock(&r->lock);
+		if (stop) {
+			ret = -EINTR;
+			break;
+		}
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0 || errno == ENOENT)
+			continue;
+		if (errno == EISDIR || errno == EPERM) {
+			int fd = openat(dirfd(d), de->d_name,
+					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (fd >= 0) {
+				ret = reap_below(r, fd);
+				if (ret < 0)
+					break;
+			}
+			if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) != 0 &&
+			    errno != ENOENT)
+				ret = -errno;
+		} else {
+			ret = -errno;
+		}
+		if (ret == -EINTR)
+			break;
+		/* Directory offsets stay valid across our own removals. */
+	}
+	closedir(d);
+	return ret;
+}
+
+static void *reaper_main(void *arg)
+{
+	struct ops_reaper *r = arg;
+
+	/* Best effort: the remover yields the disk and the CPU to users. */
+	(void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
+		      3 << 13 /* IOPRIO_CLASS_IDLE */);
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+	for (;;) {
+		int fd;
+
+		pthread_mutex_lock(&r->lock);
+		while (!r->stop && !r->pending)
+			pthread_cond_wait(&r->cond, &r->lock);
+		if (r->stop) {
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
+		r->pending = false;
+		pthread_mutex_unlock(&r->lock);
+		fd = openat(r->trash_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0 && reap_below(r, fd) < 0)
+			fuse_log(FUSE_LOG_WARNING,
+				 "custodianfs: trash not fully removed (retried at "
+				 "the next shred or mount)\n");
+	}
+	return NULL;
+}
+
+static void reaper_kick(struct ops_fs *fs)
+{
+	struct ops_reaper *r = fs->reaper;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->pending = true;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+int ops_reaper_start(struct ops_fs *fs)
+{
+	struct ops_reaper *r;
+	int sfd, ret;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->trash_fd = -1;
+	sfd = open(fs->store->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0) {
+		ret = -errno;
+		free(r);
+		return ret;
+	}
+	if (mkdirat(sfd, OPS_TRASH_DIR, 0700) != 0 && errno != EEXIST) {
+		ret = -errno;
+		close(sfd);
+		free(r);
+		return ret;
+	}
+	r->trash_fd = openat(sfd, OPS_TRASH_DIR,
+			     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	ret = r->trash_fd < 0 ? -errno : 0;
+	close(sfd);
+	if (ret < 0) {
+		free(r);
+		return ret;
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	r->pending = true; /* what a previous run left */
+	ret = -pthread_create(&r->thread, NULL, reaper_main, r);
+	if (ret < 0) {
+		pthread_mutex_destroy(&r->lock);
+		pthread_cond_destroy(&r->cond);
+		close(r->trash_fd);
+		free(r);
+		return ret;
+	}
+	r->running = true;
+	fs->reaper = r;
+	return 0;
+}
+
+void ops_reaper_stop(struct ops_fs *fs)
+{
+	struct ops_reaper *r = fs->reaper;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->stop = true;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	if (r->running)
+		pthread_join(r->thread, NULL);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cond);
+	close(r->trash_fd);
+	free(r);
+	fs->reaper = NULL;
+}
+
+/* Tells the kernel to forget a killed subject: its root's entry, and the
+ * pages and attributes of every node of it it knows (the nodes leave the
+ * table).  Called with no lock held (the kernel may wait for requests). */
+static void subj_forget_kernel(struct ops_fs *fs, struct ops_subject *s)
+{
+	struct ops_node **v = NULL, *parent = NULL;
+	char *name = NULL;
+	size_t n = 0;
+
+	(void)subj_detach_nodes(fs, s, true, &v, &n, &parent, &name);
+	if (fs->se && parent && name)
+		(void)fuse_lowlevel_notify_inval_entry(fs->se, node_ino(fs, parent), name,
+						       strlen(name));
+	for (size_t i = 0; i < n; i++) {
+		if (fs->se)
+			(void)fuse_lowlevel_notify_inval_inode(fs->se, node_ino(fs, v[i]),
+							       0, 0);
+		node_unref(fs, v[i], 1);
+	}
+	if (parent)
+		node_unref(fs, parent, 1);
+	if (name) {
+		crypt_wipe(name, strlen(name));
+		free(name);
+	}
+	free(v);
+}
+
+int ops_subject_shred(struct ops_fs *fs, const char *id, const char *reason,
+		      const char *operator_, struct subjects_certificate *cert)
+{
+	struct subjects_certificate *dry = NULL;
+	struct subjects_info *info = NULL;
+	struct subjects_usage u;
+	struct ops_subject *s = NULL;
+	uint8_t hash[CRYPT_HASH_BYTES];
+	char sback[SUBJECTS_BACKING_LEN + 1], tname[80];
+	bool moved = false;
+	int pfd = -1, ret;
+
+	memset(cert, 0, sizeof(*cert));
+	dry = calloc(1, sizeof(*dry));
+	info = calloc(1, sizeof(*info));
+	if (!dry || !info) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* The engine's checks (hold, shredded, unknown, reason) and counts. */
+	ret = subjects_shred(fs->store, NULL, id, reason, operator_, true, dry);
+	if (ret < 0)
+		goto out;
+	memset(&u, 0, sizeof(u));
+	u.files = dry->files;
+	u.bytes = dry->bytes;
+	u.cipher_bytes = dry->cipher_bytes;
+	subjects_hash(fs->store->mk, id, hash);
+	subjects_backing_name(hash, sback);
+	ret = subjects_get(fs->store, hash, info);
+	if (ret < 0)
+		goto out;
+
+	/* Unreachable first: no request gets in any more, none is inside. */
+	s = subj_find(fs, hash);
+	if (s) {
+		subj_kill(s);
+		subj_forget_kernel(fs, s);
+	}
+	if (info->parent[0] && subjects_resolve_dir(fs->store, info->parent, &pfd) == 0 &&
+	    fs->reaper) {
+		static atomic_uint seq;
+
+		snprintf(tname, sizeof(tname), "%" PRIx64 "-%u", (uint64_t)clock_now_us(),
+			 atomic_fetch_add(&seq, 1));
+		if (renameat(pfd, sback, fs->reaper->trash_fd, tname) == 0)
+			moved = true;
+		else if (errno != ENOENT)
+			fuse_log(FUSE_LOG_WARNING,
+				 "custodianfs: a subject's directory could not be "
+				 "moved to the trash: %s\n",
+				 strerror(errno));
+		(void)sys.fsync(pfd);
+	}
+
+	ret = subjects_destroy_key(fs->store, fs->audit, id, reason, operator_, &u, cert);
+	if (cert->ledger_seq == 0) {
+		/* Nothing destroyed (a hold came in between...): put it back;
+		 * the next lookup opens the subject again. */
+		if (moved && renameat(fs->reaper->trash_fd, tname, pfd, sback) != 0)
+			fuse_log(FUSE_LOG_ERR,
+				 "custodianfs: a subject whose shred failed could not "
+				 "be moved back from the trash: %s\n",
+				 strerror(errno));
+		goto out;
+	}
+	if (!moved && pfd >= 0) {
+		/* Could not move it: remove it here (slower, but complete). */
+		int r2 = subjects_remove_tree(fs->store, hash, pfd);
+
+		cert->tree_removed = r2 == 0 || r2 == -ENOENT;
+	} else {
+		cert->tree_removed = true; /* queued for the remover */
+		reaper_kick(fs);
+	}
+	if (fs->audit && audit_flush(fs->audit) < 0)
+		fuse_log(FUSE_LOG_ERR, "custodianfs: shred record not yet committed\n");
+out:
+	if (pfd >= 0)
+		close(pfd);
+	subj_unref(s);
+	if (info) {
+		crypt_wipe(info, sizeof(*info));
+		free(info);
+	}
+	if (dry) {
+		crypt_wipe(dry, sizeof(*dry));
+		free(dry);
+	}
+	return ret;
+}
+
+int ops_subject_flag(struct ops_fs *fs, pid_t pid, const char *id, const char *verb,
+		     bool hold, bool on, const char *reason, bool *changed)
+{
+	uint8_t hash[CRYPT_HASH_BYTES];
+	struct ops_subject *s;
+	int ret, aret;
+
+	*changed = false;
+	ret = subjects_id_check(id);
+	if (ret < 0)
+		return ret;
+	subjects_hash(fs->store->mk, id, hash);
+	ret = hold ? subjects_set_held(fs->store, hash, on, reason, changed)
+		   : subjects_set_restricted(fs->store, hash, on, reason, changed);
+	/* The next operation sees the change. */
+	s = subj_find(fs, hash);
+	if (s) {
+		atomic_store(&s->flags_us, 0);
+		subj_unref(s);
+	}
+	aret = audit_self(fs, pid, verb, ret, hash, NULL, NULL);
+	if (aret == 0 && fs->audit)
+		aret = audit_flush(fs->audit);
+	if (ret == 0 && aret < 0)
+		ret = aret;
+	return ret;
+}
+
+int ops_holds_reload(struct ops_fs *fs)
+{
+	return ret_holds_reload(fs);
+}
+
+/* ---- live retention sweep (control channel) --------------------------------- */
+
+/* What a live sweep erased, for the kernel's caches afterwards. */
+struct sweep_done {
+	char **files;    /* paths of erased files (sorted after the sweep) */
+	size_t nfiles;   /* used */
+	size_t cap;      /* allocated */
+	char **subjects; /* paths of shredded subjects */
+	size_t nsubj;    /* used */
+	size_t scap;     /* allocated */
+};
+
+static int sweep_push(char ***v, size_t *n, size_t *cap, const char *s)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		char **nv = realloc(*v, nc * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = nc;
+	}
+	(*v)[*n] = strdup(s);
+	if (!(*v)[*n])
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+static int sweep_item(const struct retention_item *it, void *arg)
+{
+	struct sweep_done *d = arg;
+
+	if (!it->erased || !it->path || !it->path[0] || it->with_subject)
+		return 0;
+	/* Out of memory only costs cache validity (entries time out). */
+	if (it->kind == RETENTION_SUBJECT)
+		(void)sweep_push(&d->subjects, &d->nsubj, &d->scap, it->path);
+	else if (it->state != RETENTION_PENDING)
+		(void)sweep_push(&d->files, &d->nfiles, &d->cap, it->path);
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One name of a node that a sweep erased: the node loses it (and leaves
+ * the table if it has no other), the kernel forgets the entry and the
+ * pages. */
+struct sweep_inval {
+	struct ops_node *node;   /* referenced */
+	struct ops_node *parent; /* referenced (unless the root) */
+	char *name;              /* plaintext name (malloc'd) */
+};
+
+static void sweep_forget_files(struct ops_fs *fs, struct sweep_done *d)
+{
+	struct sweep_inval *v = NULL;
+	size_t n = 0, cap = 0;
+	struct ops_node *dead = NULL;
+	char path[PATH_MAX];
+
+	if (d->nfiles == 0)
+		return;
+	qsort(d->files, d->nfiles, sizeof(*d->files), cmp_str);
+	pthread_mutex_lock(&fs->table_lock);
+	for (size_t i = 0; i < fs->nbuckets; i++) {
+		struct ops_node *x, *xnext;
+
+		for (x = fs->buckets[i]; x; x = xnext) {
+			struct ops_name *nm, *next;
+
+			/* x may leave the table below (no name left). */
+			xnext = x->hnext;
+			if (!S_ISREG(x->type))
+				continue;
+			for (nm = x->names; nm; nm = next) {
+				const char *key = path;
+				int len;
+
+				next = nm->next;
+				len = nm->parent ? node_path_locked(fs, nm->parent, false,
+								    path, sizeof(path))
+						 : -ENOENT;
+				if (len < 0 ||
+				    snprintf(path + len, sizeof(path) - (size_t)len,
+					     "%s%s", len == 1 ? "" : "/",
+					     nm->name) >= (int)sizeof(path) - len ||
+				    !bsearch(&key, d->files, d->nfiles, sizeof(*d->files),
+					     cmp_str))
+					continue;
+				if (n == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					struct sweep_inval *nv =
+						realloc(v, nc * sizeof(*nv));
+
+					if (!nv)
+						continue;
+					v = nv;
+					cap = nc;
+				}
+				v[n].name = strdup(nm->name);
+				if (!v[n].name)
+					continue;
+				v[n].node = x;
+				v[n].parent = nm->parent;
+				x->refs++;
+				if (nm->parent != &fs->root)
+					nm->parent->refs++;
+				n++;
+				/* Its backing entry is gone: so is the name. */
+				node_name_drop_locked(fs, x, nm->parent, nm->backing,
+						      &dead);
+			}
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	free_dead(dead);
+	for (size_t i = 0; i < n; i++) {
+		if (fs->se) {
+			(void)fuse_lowlevel_notify_inval_entry(
+				fs->se, node_ino(fs, v[i].parent), v[i].name,
+				strlen(v[i].name));
+			(void)fuse_lowlevel_notify_inval_inode(
+				fs->se, node_ino(fs, v[i].node), 0, 0);
+		}
+		node_unref(fs, v[i].node, 1);
+		node_unref(fs, v[i].parent, 1);
+		crypt_wipe(v[i].name, strlen(v[i].name));
+		free(v[i].name);
+	}
+	free(v);
+}
+
+int ops_retention_sweep(struct ops_fs *fs, pid_t pid, int64_t system_us,
+			int64_t max_jump_us, bool accept, const char *operator_,
+			struct retention_stats *stats, int64_t *now_out, char *msg,
+			size_t cap)
+{
+	struct retention_sweep_opts o;
+	struct sweep_done d;
+	struct clock_event ev;
+	struct ops_policy *pol;
+	char note[160] = "";
+	int64_t now;
+	int ret;
+
+	memset(stats, 0, sizeof(*stats));
+	memset(&d, 0, sizeof(d));
+	msg[0] = '\0';
+	*now_out = 0;
+	ret = clock_compliance_at(fs->store->cat, system_us, max_jump_us,
+				  accept ? CLOCK_ACCEPT_JUMP : 0, &now, &ev);
+	if (ret < 0) {
+		snprintf(msg, cap, "reading the compliance clock: %s", strerror(-ret));
+		return ret;
+	}
+	if (ev.kind == CLOCK_EV_SET_BACK || ev.kind == CLOCK_EV_JUMP_AHEAD) {
+		bool refused = ev.kind == CLOCK_EV_JUMP_AHEAD && !accept;
+
+		if (ev.kind == CLOCK_EV_JUMP_AHEAD && accept)
+			ev.accepted = true;
+		clock_event_describe(&ev, note, sizeof(note));
+		if (audit_self(fs, pid, AUDIT_OP_ALERT, refused ? EPERM : 0, NULL, note,
+			       NULL) < 0) {
+			snprintf(msg, cap,
+				 "cannot record the clock event; nothing erased");
+			return -EIO;
+		}
+		if (refused) {
+			snprintf(msg, cap, "%s", note);
+			return -ETIME;
+		}
+	}
+	pthread_mutex_lock(&fs->ret->clock_lock);
+	ret_clock_set_locked(fs, now, NULL);
+	pthread_mutex_unlock(&fs->ret->clock_lock);
+
+	pthread_mutex_lock(&fs->pol_lock);
+	pol = fs->pol;
+	if (pol)
+		atomic_fetch_add(&pol->refs, 1);
+	pthread_mutex_unlock(&fs->pol_lock);
+	memset(&o, 0, sizeof(o));
+	o.now_us = now;
+	o.audit = fs->audit;
+	o.operator_ = operator_;
+	o.clock_note = note[0] ? note : NULL;
+	o.item = sweep_item;
+	o.arg = &d;
+	ret = retention_sweep(fs->store, pol ? pol->p : NULL, &o, stats);
+	pol_put(pol);
+	if (ret < 0)
+		snprintf(msg, cap, "sweep stopped: %s", strerror(-ret));
+
+	/* What went must vanish from the kernel's caches at once. */
+	for (size_t i = 0; i < d.nsubj; i++) {
+		const char *id = strrchr(d.subjects[i], '/');
+		uint8_t hash[CRYPT_HASH_BYTES];
+		struct ops_subject *s;
+
+		subjects_hash(fs->store->mk, id ? id + 1 : d.subjects[i], hash);
+		s = subj_find(fs, hash);
+		/* (Without a node the kernel holds no entry for it.) */
+		if (s) {
+			subj_kill(s);
+			subj_forget_kernel(fs, s);
+			subj_unref(s);
+		}
+	}
+	sweep_forget_files(fs, &d);
+	if (fs->audit && audit_flush(fs->audit) < 0 && ret == 0) {
+		snprintf(msg, cap, "sweep records not yet committed");
+		ret = -EIO;
+	}
+	for (size_t i = 0; i < d.nfiles; i++) {
+		crypt_wipe(d.files[i], strlen(d.files[i]));
+		free(d.files[i]);
+	}
+	for (size_t i = 0; i < d.nsubj; i++) {
+		crypt_wipe(d.subjects[i], strlen(d.subjects[i]));
+		free(d.subjects[i]);
+	}
+	free(d.files);
+	free(d.subjects);
+	*now_out = now;
+	return ret;
 }

@@ -21,6 +21,8 @@
 #include "format.h"
 #include "keys.h"
 #include "store.h"
+#include "retention.h"
+#include "subjects.h"
 
 /* Mount-time settings the operations consult (read-only once mounted). */
 struct ops_config {
@@ -60,6 +62,15 @@ struct ops_handle {
 	atomic_uint_fast64_t rcalls; /* read requests that returned data */
 	atomic_uint_fast64_t wbytes; /* bytes written through this handle */
 	atomic_uint_fast64_t wcalls; /* write requests that succeeded */
+	atomic_bool written;         /* a write succeeded (WORM commit at
+					release) */
+	bool guard;                  /* writes must be checked: inside a
+					subject, under a hold or retention
+					(decided at open) */
+	bool dir_held;               /* under a directory hold at open */
+	int64_t retain_min_s;        /* retention at open (policy_effective) */
+	int64_t autocommit_s;        /* worm autocommit at open, 0 = none */
+	bool worm;                   /* worm = yes at open */
 };
 
 /*
@@ -101,7 +112,11 @@ struct ops_node {
 	mode_t type;                   /* S_IFMT bits; immutable */
 	uint64_t generation;           /* FUSE generation; immutable */
 	const struct keyring *ring;    /* keyring for names below and content;
-					  immutable (inherited from the parent) */
+					  immutable (inherited from the parent,
+					  or the subject's for a subject root) */
+	struct ops_subject *subj;      /* data subject the node lies in (its
+					  root included), NULL outside any;
+					  holds a reference; immutable */
 	bool iv_ok;                    /* directories: iv was loaded; immutable */
 	uint8_t iv[CRYPT_DIRIV_BYTES]; /* directories: name IV; immutable */
 	atomic_bool warned;            /* a listing already logged hidden names */
@@ -115,6 +130,15 @@ struct ops_node {
 
 /* A loaded policy version (opaque; ops.c). */
 struct ops_policy;
+/* A data subject the daemon has open: its keyring, cached flags (opaque;
+ * ops.c). */
+struct ops_subject;
+/* Retention state of the mount: directory holds, compliance clock (ops.c). */
+struct ops_retention;
+/* The background remover of shredded subjects' ciphertext (ops.c). */
+struct ops_reaper;
+/* An open directory (ops.c). */
+struct ops_dir;
 struct creds_cache;
 struct creds_rate;
 
@@ -153,7 +177,25 @@ struct ops_fs {
 					 new data is refused (ENOSPC) until
 					 space is freed and the reserve is back */
 	pthread_mutex_t reserve_lock; /* guards reserve_fd's size changes */
+	struct fuse_session *se;      /* the session, for kernel cache
+					 invalidation from the control thread;
+					 set by main before the control channel
+					 starts, NULL before the mount */
+	pthread_mutex_t subj_lock;    /* guards subjects and every subject's
+					 reference count */
+	struct ops_subject *subjects; /* live subjects some node references
+					 (one entry per subject); subj_lock */
+	struct ops_retention *ret;    /* holds and clock (never NULL once
+					 initialised) */
+	struct ops_reaper *reaper;    /* removes trash/ in the background */
+	struct ops_dir *dirs;         /* open directories (freed at unmount if
+					 the kernel never released them);
+					 table_lock */
 };
+
+/* Where a shredded subject's ciphertext waits for the background remover
+ * (inside the store directory, so a rename gets it there). */
+#define OPS_TRASH_DIR "trash"
 
 /* Space held back so that reads stay audited on a full disk. */
 #define OPS_AUDIT_RESERVE_FILE "audit.reserve"
@@ -193,5 +235,48 @@ int ops_node_path(struct ops_fs *fs, const struct ops_node *n, char *buf,
  * the policy in force stays; msg says why in one line.
  */
 int ops_policy_reload(struct ops_fs *fs, char *msg, size_t cap) MUST_CHECK;
+
+/*
+ * Live subject operations for the control channel (docs/subjects.md,
+ * "For the daemon").  ops_subject_shred: refuses like subjects_shred
+ * (-EPERM held, -ENOKEY shredded, -ENOENT unknown, -EINVAL reason), then
+ * makes the subject unreachable at once (its directory goes to trash/,
+ * the kernel drops its entries and pages, open handles get EIO), destroys
+ * the key (ledger, audit record) and queues the ciphertext for removal in
+ * the background.  cert as subjects_destroy_key; cert->tree_removed means
+ * "queued".  ops_subject_flag: sets or clears restriction (hold false) or
+ * legal hold (hold true), records it (op = verb) and drops the cached
+ * flags so the next operation sees the change; pid (0 = the daemon) is
+ * who asked, for the record.
+ */
+int ops_subject_shred(struct ops_fs *fs, const char *id, const char *reason,
+		      const char *operator_,
+		      struct subjects_certificate *cert) MUST_CHECK;
+int ops_subject_flag(struct ops_fs *fs, pid_t pid, const char *id, const char *verb,
+		     bool hold, bool on, const char *reason, bool *changed) MUST_CHECK;
+
+/* Loads the directory holds (retention_holds_load) again: at mount and
+ * after `holds-reload`. */
+int ops_holds_reload(struct ops_fs *fs) MUST_CHECK;
+
+/*
+ * The live `custodian retention sweep`: reads the compliance clock for the
+ * tool's system reading (system_us; max_jump_us 0 = default; accept =
+ * --accept-clock), audits a clock event, refuses an unaccepted forward
+ * jump (-ETIME, msg says why), runs retention_sweep with the daemon's
+ * store, policy and audit log, and makes what it erased vanish from the
+ * kernel's caches.  *now_out gets the compliance time used; msg a reason
+ * on failure.  pid: who asked (for the clock records).
+ */
+int ops_retention_sweep(struct ops_fs *fs, pid_t pid, int64_t system_us,
+			int64_t max_jump_us, bool accept, const char *operator_,
+			struct retention_stats *stats, int64_t *now_out, char *msg,
+			size_t cap) MUST_CHECK;
+
+/* Starts the background remover and queues what a previous run left in
+ * trash/ (after ops_fs_init; -errno if the thread cannot start). */
+int ops_reaper_start(struct ops_fs *fs) MUST_CHECK;
+/* Stops it (what is left in trash/ is removed at the next mount). */
+void ops_reaper_stop(struct ops_fs *fs);
 
 #endif

@@ -5,10 +5,11 @@
  * Owns the operator's side of retention: the compliance clock as the tools
  * see it (--now is a system clock reading, never a bypass: a --now far
  * ahead is a forward jump that needs --accept-clock and is audited), the
- * refusals (mounted store, clock jump, no terminal without --yes), the
- * confirmation, the progress bar, the per-rule report and the summary.
- * The work itself is retention_sweep (fs/retention.c).  Live sweeps of a
- * mounted store belong to the daemon (control channel: coming).
+ * refusals (clock jump, no terminal without --yes), the confirmation, the
+ * progress bar, the per-rule report and the summary.  The work itself is
+ * retention_sweep (fs/retention.c); on a mounted store the daemon runs it
+ * (control verb retention-sweep) with its own store and audit log and this
+ * prints the same summary.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,6 +25,7 @@
 
 #include "audit.h"
 #include "clock.h"
+#include "control.h"
 #include "policy.h"
 #include "policy_store.h"
 #include "retention.h"
@@ -74,8 +76,9 @@ static void usage(FILE *f)
 	      "sweep: erases what is due: files past retain_max (and past their\n"
 	      "keep-until) are overwritten and removed, inactive subjects are\n"
 	      "crypto-shredded; holds are respected; every erasure is audited.\n"
-	      "Resumable: an interrupted sweep is finished by the next one.  The\n"
-	      "store must not be mounted.\n"
+	      "Resumable: an interrupted sweep is finished by the next one.  On a\n"
+	      "mounted store the running daemon sweeps, and what it erases\n"
+	      "vanishes from the mount at once.\n"
 	      "\n"
 	      "  --dry-run             show what would be erased; change nothing\n"
 	      "  --yes                 do not ask (needed without a terminal)\n"
@@ -732,6 +735,71 @@ static int count_pending(const struct retention_item *it, void *arg)
 	return 0;
 }
 
+/*
+ * The sweep of a mounted store: the daemon runs it (control verb
+ * retention-sweep) with its own store, policy and audit log, and makes
+ * what it erased vanish from the mount.  CLI_OK with the totals, or
+ * CLI_FAIL after printing why.
+ */
+static int sweep_live(const struct args *ar, const char *real, const char *who,
+		      struct retention_stats *s, int64_t *now)
+{
+	char req[CONTROL_MSG_MAX], reply[CONTROL_MSG_MAX];
+	size_t o;
+	long long n = 0, nd = 0;
+	unsigned long long v[12];
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	o = (size_t)snprintf(req, sizeof(req),
+			     "retention-sweep %lld %lld %d hex:", (long long)ar->now_sys,
+			     (long long)ar->max_jump_us, ar->accept ? 1 : 0);
+	for (size_t i = 0; who[i] && o + 3 < sizeof(req); i++)
+		o += (size_t)snprintf(req + o, sizeof(req) - o, "%02x",
+				      (unsigned char)who[i]);
+	if (!who[0])
+		snprintf(req + o, sizeof(req) - o, "2d");
+	rc = control_request_timeout(real, req, reply, sizeof(reply), 3600 * 1000);
+	if (rc == -ETIME) {
+		cli_err(VERB, "%s", reply);
+		cli_err(VERB,
+			"refusing: a clock moved forward could erase records early. "
+			"If the time is right, run again with --accept-clock "
+			"(recorded in the audit log)");
+		return CLI_FAIL;
+	}
+	if (rc < 0) {
+		cli_err(VERB, "%s: the running daemon could not sweep: %s", ar->path,
+			reply[0] ? reply : strerror(-rc));
+		return CLI_FAIL;
+	}
+	if (sscanf(reply,
+		   "now=%lld files=%llu files_due=%llu files_erased=%llu files_held=%llu "
+		   "files_unreadable=%llu subjects=%llu subjects_due=%llu "
+		   "subjects_shredded=%llu subjects_held=%llu resumed=%llu "
+		   "bytes_erased=%llu errors=%llu next_due=%lld",
+		   &n, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8],
+		   &v[9], &v[10], &v[11], &nd) != 14) {
+		cli_err(VERB, "%s: unexpected reply from the daemon", ar->path);
+		return CLI_FAIL;
+	}
+	*now = n;
+	s->files = v[0];
+	s->files_due = v[1];
+	s->files_erased = v[2];
+	s->files_held = v[3];
+	s->files_unreadable = v[4];
+	s->subjects = v[5];
+	s->subjects_due = v[6];
+	s->subjects_shredded = v[7];
+	s->subjects_held = v[8];
+	s->resumed = v[9];
+	s->bytes_erased = v[10];
+	s->errors = v[11];
+	s->next_due_us = nd;
+	return CLI_OK;
+}
+
 static int do_sweep(const struct args *ar)
 {
 	struct retention_sweep_opts o;
@@ -743,6 +811,7 @@ static int do_sweep(const struct args *ar)
 	struct store *st = NULL;
 	uint64_t pending = 0;
 	char *real = NULL;
+	bool mounted;
 	int64_t now;
 	int rc, ret = CLI_FAIL;
 
@@ -752,23 +821,17 @@ static int do_sweep(const struct args *ar)
 		cli_err(VERB, "%s: %s", ar->path, strerror(errno));
 		goto out;
 	}
-	if (cli_store_mounted(real)) {
-		cli_err(VERB,
-			"%s is mounted; the live sweep goes through the daemon "
-			"(control channel: coming)",
-			ar->path);
-		goto out;
-	}
+	mounted = cli_store_mounted(real);
 	if (!ar->dry_run && !ar->yes && !isatty(STDIN_FILENO)) {
 		cli_err(VERB, "not a terminal: nothing erased (use --yes to sweep "
 			      "without confirmation)");
 		goto out;
 	}
-	if (cli_open_unlocked(VERB, ar->path, ar->dry_run, &ar->how, &st) < 0)
+	if (cli_open_unlocked(VERB, ar->path, ar->dry_run || mounted, &ar->how, &st) < 0)
 		goto out;
 	if (load_policy(st, &p) < 0)
 		goto out;
-	if (!ar->dry_run) {
+	if (!ar->dry_run && !mounted) {
 		rc = audit_open(st, NULL, &a);
 		if (rc == -EBUSY) {
 			cli_err(VERB,
@@ -783,7 +846,10 @@ static int do_sweep(const struct args *ar)
 			goto out;
 		}
 	}
-	if (read_clock(st, ar, a, !ar->dry_run, true, &now, note) != 0)
+	/* Mounted: the daemon reads (and persists, and audits) the clock and
+	 * refuses a jump itself; the plan here uses the stored time. */
+	if (read_clock(st, ar, a, !ar->dry_run && !mounted, !mounted || ar->dry_run, &now,
+		       note) != 0)
 		goto out;
 	operator_name(who);
 
@@ -810,6 +876,14 @@ static int do_sweep(const struct args *ar)
 			"custodian: %s: the store has no policy: nothing is due\n", VERB);
 	if (!ar->yes && (plan.files_due || plan.subjects_due) && !confirm(&plan)) {
 		cli_err(VERB, "not confirmed: nothing erased");
+		goto out;
+	}
+	if (mounted) {
+		ret = sweep_live(ar, real, who, &stats, &now);
+		if (ret == CLI_OK) {
+			print_summary(&stats, now, false, NULL, ar->json);
+			ret = stats.errors ? CLI_FAIL : CLI_OK;
+		}
 		goto out;
 	}
 	run.tty = isatty(STDERR_FILENO) && !ar->json;

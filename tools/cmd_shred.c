@@ -7,8 +7,11 @@
  * subject), the confirmation (the operator types the subject id), the dry
  * run, and the certificate as text or JSON.  The work itself is
  * subjects_shred (fs/subjects.c), recorded in the audit chain.  On a
- * mounted store the daemon owns the keys and the tree, so this refuses
- * until the daemon's control channel exists.
+ * mounted store the daemon owns the keys, the tree and the audit log, so
+ * the shred itself is sent to it (control verb "shred"): it makes the
+ * subject vanish from the mount at once, destroys the key and replies
+ * with the ledger entry, from which the certificate is read back here and
+ * printed exactly as for an unmounted store.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,6 +26,7 @@
 
 #include "audit.h"
 #include "cli.h"
+#include "control.h"
 #include "subjects.h"
 
 #define VERB "shred"
@@ -55,7 +59,8 @@ static void usage(FILE *f)
 	      "included, can be read with this store's keys), removes its files,\n"
 	      "records the erasure in the audit chain and the erasure ledger, and\n"
 	      "prints an erasure certificate.  Refused while the subject is on\n"
-	      "legal hold.  The store must not be mounted.\n"
+	      "legal hold.  On a mounted store the running daemon does it: the\n"
+	      "subject's directory vanishes at once and open files give EIO.\n"
 	      "\n"
 	      "  --reason TEXT  why (kept in the ledger forever: must not name the\n"
 	      "                 subject)\n"
@@ -199,13 +204,95 @@ static void print_json(const struct subjects_certificate *c, const char *real,
 	json_object_put(o);
 }
 
+/* "hex:" + the hex of s, for a control request field. */
+static void hex_field(const char *s, char *out, size_t cap)
+{
+	size_t n = strlen(s), o = 0;
+
+	o += (size_t)snprintf(out, cap, "hex:");
+	for (size_t i = 0; i < n && o + 3 <= cap; i++)
+		o += (size_t)snprintf(out + o, cap - o, "%02x", (unsigned char)s[i]);
+}
+
+/* Shreds through the running daemon; fills cert from its reply and the
+ * ledger entry it names.  0 or -errno (the daemon's). */
+static int shred_live(struct store *st, const char *real, const char *id,
+		      const char *reason, const char *who,
+		      struct subjects_certificate *cert)
+{
+	char *req = NULL, reply[CONTROL_MSG_MAX];
+	char fid[2 * SUBJECTS_ID_MAX + 8], fop[2 * SUBJECTS_OPERATOR_MAX + 8];
+	char *freason = NULL;
+	struct catalog_erasure e;
+	long long ledger = 0;
+	unsigned long long aseq = 0, files = 0, bytes = 0, cipher = 0;
+	int tree = 0, wal = 0, ret;
+
+	memset(cert, 0, sizeof(*cert));
+	freason = malloc(2 * SUBJECTS_REASON_MAX + 8);
+	req = malloc(CONTROL_MSG_MAX);
+	if (!freason || !req) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	hex_field(id, fid, sizeof(fid));
+	hex_field(who, fop, sizeof(fop));
+	hex_field(reason, freason, 2 * SUBJECTS_REASON_MAX + 8);
+	if (snprintf(req, CONTROL_MSG_MAX, "shred %s %s %s", fid, fop, freason) >=
+	    CONTROL_MSG_MAX) {
+		ret = -EMSGSIZE;
+		goto out;
+	}
+	ret = control_request(real, req, reply, sizeof(reply));
+	if (ret == -ESRCH)
+		ret = -ENOENT;
+	if (ret < 0) {
+		if (ret == -ENOENT || ret == -ECONNREFUSED)
+			cli_err(VERB,
+				"%s: the daemon does not answer on its control "
+				"socket",
+				real);
+		goto out;
+	}
+	if (sscanf(reply,
+		   "ledger=%lld audit=%llu files=%llu bytes=%llu cipher=%llu tree=%d "
+		   "wal=%d",
+		   &ledger, &aseq, &files, &bytes, &cipher, &tree, &wal) != 7 ||
+	    ledger <= 0) {
+		ret = -EPROTO;
+		goto out;
+	}
+	ret = catalog_erasure_get(st->cat, ledger, &e);
+	if (ret < 0)
+		goto out;
+	snprintf(cert->id, sizeof(cert->id), "%s", id);
+	memcpy(cert->hash, e.hash, CRYPT_HASH_BYTES);
+	cert->shredded_us = e.shredded_us;
+	snprintf(cert->reason, sizeof(cert->reason), "%s", e.reason);
+	snprintf(cert->operator_, sizeof(cert->operator_), "%s", e.operator_);
+	cert->files = (uint64_t)e.files;
+	cert->bytes = (uint64_t)e.bytes;
+	cert->cipher_bytes = cipher;
+	cert->ledger_seq = e.seq;
+	cert->audit_seq = (uint64_t)e.audit_seq;
+	memcpy(cert->mac, e.mac, CRYPT_MAC_BYTES);
+	cert->tree_removed = tree != 0;
+	cert->wal_clean = wal != 0;
+	/* The entry must be the one the daemon just wrote for this id. */
+	ret = subjects_certificate_verify(st, cert);
+out:
+	free(req);
+	free(freason);
+	return ret;
+}
+
 int cmd_shred(int argc, char **argv)
 {
 	struct cli_unlock how = {0};
 	struct subjects_certificate cert;
 	char who[SUBJECTS_OPERATOR_MAX];
 	const char *reason = NULL, *path, *id;
-	bool dry_run = false, yes = false, json = false;
+	bool dry_run = false, yes = false, json = false, mounted;
 	struct audit *a = NULL;
 	struct store *st = NULL;
 	char *real = NULL;
@@ -273,19 +360,13 @@ int cmd_shred(int argc, char **argv)
 		cli_err(VERB, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (cli_store_mounted(real)) {
-		cli_err(VERB,
-			"%s is mounted; unmount it first (live shred comes with the "
-			"daemon's control channel)",
-			path);
-		goto out;
-	}
+	mounted = cli_store_mounted(real);
 	if (!dry_run && !yes && !isatty(STDIN_FILENO)) {
 		cli_err(VERB, "not a terminal: nothing shredded (use --yes to shred "
 			      "without confirmation)");
 		goto out;
 	}
-	if (cli_open_unlocked(VERB, path, dry_run, &how, &st) < 0)
+	if (cli_open_unlocked(VERB, path, dry_run || mounted, &how, &st) < 0)
 		goto out;
 	operator_name(who);
 
@@ -305,6 +386,24 @@ int cmd_shred(int argc, char **argv)
 	}
 	if (!yes && !confirm(id, &cert)) {
 		cli_err(VERB, "not confirmed: nothing shredded");
+		goto out;
+	}
+	if (mounted) {
+		err = shred_live(st, real, id, reason, who, &cert);
+		if (cert.ledger_seq > 0) {
+			if (json)
+				print_json(&cert, real, st);
+			else
+				print_text(&cert, real, st);
+		}
+		if (err < 0) {
+			cli_err(VERB, "%s: %s%s", id,
+				cert.ledger_seq > 0 ? "key destroyed, but: " : "",
+				err == -EPROTO ? "unexpected reply from the daemon"
+					       : shred_reason(err));
+			goto out;
+		}
+		ret = CLI_OK;
 		goto out;
 	}
 	err = audit_open(st, NULL, &a);

@@ -509,3 +509,44 @@ def try_as(user, op, path, arg=None):
 
 def errname(e):
     return errno.errorcode.get(e, str(e)) if e else "OK"
+
+
+# --- the daemon's control channel (added with the live subject verbs) ---------
+
+def control(store, request, timeout=30):
+    """Sends one request on STORE/control.sock as the admin tool does
+    (AF_UNIX SOCK_SEQPACKET, reached through /proc/self/fd so long store
+    paths fit).  Returns (errno or 0, reply text)."""
+    import socket
+    dfd = os.open(str(store.path), os.O_PATH | os.O_DIRECTORY)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.settimeout(timeout * SLOW)
+        s.connect(f"/proc/self/fd/{dfd}/control.sock")
+        s.send(request.encode())
+        r = s.recv(65536).decode(errors="replace")
+    finally:
+        s.close()
+        os.close(dfd)
+    if r == "OK" or r.startswith("OK "):
+        return 0, r[3:]
+    assert r.startswith("ERR "), r
+    code, _, text = r[4:].partition(" ")
+    return int(code), text
+
+
+def grep_store(store, needles):
+    """{needle: [files]} for every byte string in needles found anywhere in
+    the store directory (database, WAL, journal, tree, trash)."""
+    found = {}
+    for d, _dirs, files in os.walk(store.path):
+        for f in files:
+            p = Path(d) / f
+            try:
+                data = p.read_bytes()
+            except OSError:
+                continue
+            for n in needles:
+                if n in data:
+                    found.setdefault(n, []).append(str(p))
+    return found

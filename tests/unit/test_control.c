@@ -4,7 +4,8 @@
  * mode and removal, a second listener refused while one answers, a stale
  * socket file replaced, a non-socket in the way, client errors (no store,
  * no daemon, stale socket, request too long) and malformed replies from a
- * fake server.
+ * fake server; the client's pid seen by a handler (control_peer_pid) and
+ * the per-request timeout (control_request_timeout).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -238,6 +240,49 @@ static void test_malformed_replies(void **state)
 	assert_int_equal(fake_request("", reply, sizeof(reply)), -EPROTO);
 }
 
+static int whois(void *ctx, const char *args, char *reply, size_t cap)
+{
+	(void)ctx;
+	(void)args;
+	snprintf(reply, cap, "%d", control_peer_pid());
+	return 0;
+}
+
+static int slow(void *ctx, const char *args, char *reply, size_t cap)
+{
+	struct timespec ts = {0, 400 * 1000 * 1000};
+
+	(void)ctx;
+	(void)args;
+	nanosleep(&ts, NULL);
+	snprintf(reply, cap, "late");
+	return 0;
+}
+
+static void test_peer_pid_and_timeout(void **state)
+{
+	char reply[64], want[32];
+	struct control *c;
+
+	(void)state;
+	assert_int_equal(control_peer_pid(), 0); /* outside a handler */
+	assert_int_equal(control_new(&c), 0);
+	assert_int_equal(control_register(c, "whois", whois, NULL), 0);
+	assert_int_equal(control_register(c, "slow", slow, NULL), 0);
+	assert_int_equal(control_listen(c, dir), 0);
+	assert_int_equal(control_request(dir, "whois", reply, sizeof(reply)), 0);
+	snprintf(want, sizeof(want), "%d", (int)getpid());
+	assert_string_equal(reply, want);
+	/* too short a wait: the client gives up; long enough: the reply */
+	assert_int_equal(control_request_timeout(dir, "slow", reply, sizeof(reply), 100),
+			 -ETIMEDOUT);
+	assert_int_equal(control_request_timeout(dir, "slow", reply, sizeof(reply), 5000),
+			 0);
+	assert_string_equal(reply, "late");
+	assert_int_equal(control_peer_pid(), 0);
+	control_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +291,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_socket_and_obstacles, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_replies, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_pid_and_timeout, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
