@@ -211,6 +211,15 @@ bool cli_confirm(const char *question)
 	return line[0] == 'y' || line[0] == 'Y';
 }
 
+void cli_hex_field(const char *s, char *out, size_t cap)
+{
+	size_t n = strlen(s), o = 0;
+
+	o += (size_t)snprintf(out, cap, "hex:");
+	for (size_t i = 0; i < n && o + 3 <= cap; i++)
+		o += (size_t)snprintf(out + o, cap - o, "%02x", (unsigned char)s[i]);
+}
+
 void cli_time_iso(int64_t us, char out[CLI_TIME_MAX])
 {
 	time_t t = (time_t)(us / 1000000);

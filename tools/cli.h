@@ -110,6 +110,10 @@ void cli_time_iso(int64_t us, char out[CLI_TIME_MAX]);
  * only for an answer starting with y or Y (EOF is no). */
 bool cli_confirm(const char *question);
 
+/* out = "hex:" + the hex of s: a control request field that may hold
+ * spaces or any other byte (the daemon decodes it). */
+void cli_hex_field(const char *s, char *out, size_t cap);
+
 /* --- Added by the daemon engineer (additive). --- */
 
 /* Records an administrative event (op AUDIT_OP_POLICY, _KEYS, ...;

@@ -10,8 +10,9 @@
  * subjects_shred the shred).  While a restriction is set only principals
  * the policy grants `admin` may read the subject's files.  The reason of the
  * latest change is kept sealed under the subject's key; the change is
- * recorded in the audit chain.  Needs an unmounted store for now (live
- * changes come with the daemon's control channel).
+ * recorded in the audit chain.  On a mounted store the running daemon
+ * makes the change (control verb subject-flag), so it takes effect at the
+ * next operation and the daemon, which holds the audit log, records it.
  *
  * hold|release also take `--path /dir` instead of SUBJECT: a legal hold on
  * a directory and everything beneath it (retention_hold_set, fs/retention.h;
@@ -33,6 +34,7 @@
 #include "audit.h"
 #include "cli.h"
 #include "clock.h"
+#include "control.h"
 #include "names.h"
 #include "retention.h"
 #include "subjects.h"
@@ -393,6 +395,42 @@ out:
 	return ret;
 }
 
+/* The store is mounted: the daemon changes the flag, drops its cached
+ * flags (the next operation obeys) and writes the audit record. */
+static int flag_live(const struct flag_verb *fv, const char *path, const char *id,
+		     const char *reason)
+{
+	char fid[2 * SUBJECTS_ID_MAX + 8], reply[CONTROL_MSG_MAX];
+	char *req = NULL;
+	int err;
+
+	cli_hex_field(id, fid, sizeof(fid));
+	if (asprintf(&req, "subject-flag %s %s %s", fid, fv->verb, reason) < 0) {
+		cli_err(fv->verb, "%s", strerror(ENOMEM));
+		return CLI_FAIL;
+	}
+	if (strlen(req) >= CONTROL_MSG_MAX) {
+		free(req);
+		cli_err(fv->verb, "--reason is too long for a mounted store");
+		return CLI_USAGE;
+	}
+	err = control_request(path, req, reply, sizeof(reply));
+	free(req);
+	if (err < 0) {
+		cli_err(fv->verb, "%s: %s", id,
+			err == -ESRCH     ? "no such subject"
+			: err == -ENOKEY  ? "the subject is shredded"
+			: err == -EBADMSG ? "the subject's catalogue row was changed "
+					    "outside custodian"
+			: err == -ENOENT || err == -ECONNREFUSED
+				? "the store is mounted but its daemon does not answer"
+				: (reply[0] ? reply : strerror(-err)));
+		return CLI_FAIL;
+	}
+	printf("%s: %s\n", id, strcmp(reply, "changed") == 0 ? fv->done : fv->same);
+	return CLI_OK;
+}
+
 static int run(int argc, char **argv, const struct flag_verb *fv)
 {
 	const char *verb = fv->verb;
@@ -487,13 +525,8 @@ static int run(int argc, char **argv, const struct flag_verb *fv)
 		cli_err(verb, "'%s' is not a subject id (a directory name)", id);
 		return CLI_USAGE;
 	}
-	if (cli_store_mounted(path)) {
-		cli_err(verb,
-			"%s is mounted; unmount it first (live changes come with the "
-			"daemon's control channel)",
-			path);
-		return CLI_FAIL;
-	}
+	if (cli_store_mounted(path))
+		return flag_live(fv, path, id, reason);
 	if (cli_open_unlocked(verb, path, false, &how, &st) < 0)
 		return CLI_FAIL;
 	err = audit_open(st, NULL, &a);

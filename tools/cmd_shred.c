@@ -204,16 +204,6 @@ static void print_json(const struct subjects_certificate *c, const char *real,
 	json_object_put(o);
 }
 
-/* "hex:" + the hex of s, for a control request field. */
-static void hex_field(const char *s, char *out, size_t cap)
-{
-	size_t n = strlen(s), o = 0;
-
-	o += (size_t)snprintf(out, cap, "hex:");
-	for (size_t i = 0; i < n && o + 3 <= cap; i++)
-		o += (size_t)snprintf(out + o, cap - o, "%02x", (unsigned char)s[i]);
-}
-
 /* Shreds through the running daemon; fills cert from its reply and the
  * ledger entry it names.  0 or -errno (the daemon's). */
 static int shred_live(struct store *st, const char *real, const char *id,
@@ -235,9 +225,9 @@ static int shred_live(struct store *st, const char *real, const char *id,
 		ret = -ENOMEM;
 		goto out;
 	}
-	hex_field(id, fid, sizeof(fid));
-	hex_field(who, fop, sizeof(fop));
-	hex_field(reason, freason, 2 * SUBJECTS_REASON_MAX + 8);
+	cli_hex_field(id, fid, sizeof(fid));
+	cli_hex_field(who, fop, sizeof(fop));
+	cli_hex_field(reason, freason, 2 * SUBJECTS_REASON_MAX + 8);
 	if (snprintf(req, CONTROL_MSG_MAX, "shred %s %s %s", fid, fop, freason) >=
 	    CONTROL_MSG_MAX) {
 		ret = -EMSGSIZE;
