@@ -2,11 +2,14 @@
 # tests/demo.sh [stop] — `make demo` / `make demo-stop`.
 #
 # Creates a demo store in <repo>/demo/store (passphrase in demo/passphrase,
-# mode 0600), mounts it at demo/mnt (allow_other), writes a few sample
-# customer records and shows them both ways: in plain text through the
-# mount, and encrypted in the store.  Then, if the admin tool can, applies
-# policy/examples/contact-centre.ini to the running mount and shows that
-# root is now refused (the example grants roles, not root).
+# mode 0600), mounts it at demo/mnt (allow_other), applies a demo policy
+# (demo/policy.ini: every /customers/* folder is a data subject with its
+# own key), writes a few sample customer records and shows them both ways:
+# in plain text through the mount, and encrypted in the store.  Then the
+# admin side: the subjects, the audit log, a live crypto-shred of one
+# customer with its erasure certificate, and finally
+# policy/examples/contact-centre.ini applied to the running mount, which
+# refuses root (the example grants roles, not root).
 # `tests/demo.sh stop` unmounts and stops the daemon.  Running it twice
 # works: it stops a previous demo and starts from a fresh store.
 set -eu
@@ -111,6 +114,29 @@ if ! is_mounted; then
 fi
 grep " $MNT " /proc/self/mounts | sed 's/^/  /'
 
+hr "demo policy: $DEMO/policy.ini"
+cat >"$DEMO/policy.ini" <<'EOF_POLICY'
+# The demo's policy: root plays every role so one terminal can show it all.
+# policy/examples/contact-centre.ini is the realistic one (applied at the end).
+[/]
+list = root
+read = root
+write = root
+create = root
+delete = root
+admin = root
+purpose = Customer service by telephone and e-mail (demo)
+categories = contact details, case notes
+
+# One folder per customer; each is a data subject with its own key.
+[/customers/*]
+subject = yes
+retain_max = 10y
+audit = reads
+EOF_POLICY
+"$BUILD/custodian" policy apply "$STORE" "$DEMO/policy.ini" --passfile "$PASS" --yes 2>&1 |
+	tail -1 | sed 's/^/  /'
+
 hr "sample customer records (written through the mount)"
 write() { # path text
 	mkdir -p "$(dirname "$MNT/$1")" 2>/dev/null || true
@@ -150,6 +176,24 @@ if [ -n "$f" ]; then
 	else
 		say "  (grep -r Kowalski $STORE finds nothing: content and names are encrypted)"
 	fi
+fi
+
+hr "data subjects: custodian subjects STORE"
+"$BUILD/custodian" subjects "$STORE" --passfile "$PASS" 2>&1 | sed 's/^/  /'
+
+hr "who read what: custodian audit log STORE --op open (last 5)"
+"$BUILD/custodian" audit log "$STORE" --passfile "$PASS" --op open 2>&1 | tail -5 | sed 's/^/  /'
+
+hr "erasure request for C-10077: custodian shred (live, through the daemon)"
+"$BUILD/custodian" shred "$STORE" C-10077 --reason "erasure request by e-mail, ticket 4711" \
+	--yes --passfile "$PASS" 2>&1 | sed 's/^/  /'
+say "  \$ ls $MNT/customers"
+ls "$MNT/customers" 2>&1 | sed 's/^/  /'
+if grep -rqa "Silva" "$STORE"; then
+	say "  !! plaintext of the shredded customer found in the store"
+else
+	say "  (grep -r Silva $STORE finds nothing; old copies of the ciphertext are"
+	say "   unreadable too: the only key is gone)"
 fi
 
 hr "policy: $POLICY"
