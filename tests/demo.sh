@@ -16,7 +16,7 @@ set -eu
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${CUSTODIAN_BUILD:-$REPO/build}
-DEMO=$REPO/demo
+DEMO=${CUSTODIAN_DEMO_DIR:-$REPO/demo}
 STORE=$DEMO/store
 MNT=$DEMO/mnt
 PASS=$DEMO/passphrase
