@@ -486,7 +486,7 @@ try:
     elif op == "rmdir": os.rmdir(path)
     elif op == "unlink": os.unlink(path)
     elif op == "list": sys.stdout.write("\n".join(sorted(os.listdir(path))))
-    elif op == "stat": os.stat(path)
+    elif op == "stat": sys.stdout.write("%o" % (os.stat(path).st_mode & 0o7777))
     elif op == "chmod": os.chmod(path, int(arg, 8))
     elif op == "rename": os.rename(path, arg)
     else: raise SystemExit("bad op " + op)
@@ -497,7 +497,8 @@ except OSError as e:
 
 def try_as(user, op, path, arg=None):
     """Performs one file operation as user.  Returns (errno or 0, stdout).
-    ops: read write append create mkdir rmdir unlink list stat chmod rename."""
+    ops: read write append create mkdir rmdir unlink list stat chmod rename
+    (stat's stdout: the permission bits in octal)."""
     argv = [PYTHON, "-c", _TRY_OP, op, str(path)] + ([str(arg)] if arg is not None else [])
     r = run_as(user, argv, timeout=60)
     if r.returncode == 0:
