@@ -25,6 +25,7 @@ struct verb {
 static const struct verb verbs[] = {
 	{"init", cmd_init, "create a new store and print its recovery key"},
 	{"passwd", cmd_passwd, "change, add, remove or list key slots"},
+	{"keys", cmd_passwd, "the same as passwd"},
 	{"status", cmd_status, "show a store's id, slots, mount and size"},
 	{"fsck", cmd_fsck, "check every name and block of a store (read-only)"},
 	{"policy", cmd_policy, "apply, show or check the access policy"},

@@ -697,3 +697,12 @@ def test_fsck_damaged_symlink_and_name(populated):
     assert "damaged: /link: symlink target does not decrypt\n" in r.out
     assert "damaged: /docs/sub: directory name IV missing or damaged\n" in r.out
     assert r.out.endswith(", 2 problems\n")
+
+
+def test_keys_is_passwd(cstore):
+    """DESIGN's `passwd`/`keys`: the same verb under both names."""
+    a = tool("passwd", cstore.path, "--list", "--json")
+    b = tool("keys", cstore.path, "--list", "--json")
+    rows = [json.loads(line) for line in a.out.splitlines()]
+    assert rows and rows == [json.loads(line) for line in b.out.splitlines()]
+    assert "keys" in tool("--help").out
