@@ -40,8 +40,6 @@ subject = yes
 READER = r"""
 import os, sys, time
 files = sys.argv[1:]
-out = []
-t_end = None
 while True:
     for f in files:
         t0 = time.monotonic()
@@ -98,8 +96,9 @@ def main():
         subprocess.run(["sync"])
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
-        reader = subprocess.Popen([sys.executable, "-c", READER, *others],
-                                  stdout=subprocess.PIPE, text=True)
+        # (a file, not a pipe: a full pipe would stall the reader itself)
+        rlog = open(work / "reader.log", "w")
+        reader = subprocess.Popen([sys.executable, "-c", READER, *others], stdout=rlog)
         time.sleep(3)
         t_start = time.monotonic()
         r = run(BUILD / "custodian", "shred", store, "C-BIG", "--reason", "benchmark",
@@ -111,11 +110,16 @@ def main():
         t_gone = time.monotonic()
         time.sleep(3)
         reader.send_signal(signal.SIGTERM)
-        lines = reader.communicate()[0].splitlines()
+        reader.wait()
+        rlog.close()
+        lines = (work / "reader.log").read_text().splitlines()
         before = during = after = 0.0
         n_during = 0
         for ln in lines:
-            ts, dt = map(float, ln.split())
+            try:
+                ts, dt = map(float, ln.split())
+            except ValueError:
+                continue  # the line SIGTERM cut
             if ts + dt < t_start:
                 before = max(before, dt)
             elif ts > t_gone:
