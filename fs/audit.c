@@ -5,9 +5,10 @@
  * Owns the one canonical encoding of a record (the MAC input, also the
  * journal body; byte for byte in docs/audit.md), the lock discipline that
  * keeps the chain linear (seq, MAC and the journal write happen under one
- * short mutex; sealing paths and reading /proc happen outside it), and the
- * rule that the journal is truncated only when everything in it is
- * committed to the catalogue.  It never stores a plaintext path: paths are
+ * short mutex; encoding, sealing paths and reading /proc happen outside
+ * it, on the caller's stack, with no allocation per record), and the rule
+ * that the journal is truncated only when everything in it is committed to
+ * the catalogue.  It never stores a plaintext path: paths are
  * sealed before the record is encoded.
  */
 #include "audit.h"
@@ -48,23 +49,25 @@
 /* Above this many journal bytes the writer empties the journal even while
  * records keep arriving (a short stall of appenders, once per few MiB). */
 #define AUDIT_JOURNAL_MAX (4u << 20)
+/* Queue buffers larger than this are freed after their batch. */
+#define AUDIT_BUF_KEEP (256u << 10)
 #define PATH_AD "custodian audit path"
 #define RETRY_MS 200
 #define WHO_SLOTS 256 /* direct-mapped by pid */
 #define WHO_SHARDS 16 /* locks over the slots */
+/* A hit within this long of the last exe check is served without one: a
+ * busy caller (an untar: a record every ~20 us) pays one readlinkat per
+ * window instead of one per record.  The price: an exec by a process
+ * within this window of its previous record is seen that much late. */
+#define WHO_RECHECK_US 2000
 
 /* One cached caller. */
 struct who_slot {
 	int64_t filled_us;  /* when it was read; 0 = empty */
+	int64_t checked_us; /* when its exe was last compared */
+	int dfd;            /* /proc/PID it was read from (pins that process:
+			       a reused pid reads as gone), -1 if none */
 	struct audit_who w; /* as read (uid/gid ignored) */
-};
-
-/* One journaled record waiting for the writer. */
-struct item {
-	struct item *next; /* queue order = seq order */
-	uint64_t seq;      /* its seq */
-	size_t len;        /* bytes in entry */
-	uint8_t entry[];   /* the journal entry as written */
 };
 
 struct audit {
@@ -82,7 +85,11 @@ struct audit {
 	uint64_t seq;                         /* last appended */
 	uint8_t mac[CRYPT_MAC_BYTES];         /* its MAC */
 	off_t jsize;                          /* journal bytes */
-	struct item *qhead, *qtail;           /* journaled, not yet committed */
+	uint8_t *pend;                        /* journal entries the writer has not
+						 taken yet, back to back, seq order */
+	size_t plen, pcap;                    /* bytes used in pend, its size */
+	uint64_t pend_last;                   /* seq of the last entry in pend */
+	struct catalog_audit_row *wrow;       /* the writer's decoding space */
 	uint64_t committed;                   /* last seq in the catalogue */
 	uint64_t synced;                      /* last seq known on stable storage */
 	bool syncing;                         /* an appender is in fdatasync */
@@ -197,24 +204,23 @@ static void parse_groups(const char *status, char *out, size_t cap)
 	}
 }
 
-void audit_who(pid_t pid, uid_t uid, gid_t gid, struct audit_who *w)
+static void who_init(pid_t pid, uid_t uid, gid_t gid, struct audit_who *w)
 {
-	char path[32], buf[4096];
-	ssize_t n;
-	int dfd;
-
 	memset(w, 0, sizeof(*w));
 	w->uid = (uint32_t)uid;
 	w->gid = (uint32_t)gid;
 	w->auid = AUDIT_UNSET;
 	w->ses = AUDIT_UNSET;
 	w->pid = (int32_t)pid;
-	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
-	/* One directory fd: every file below comes from the same process,
-	 * even if its pid is reused meanwhile. */
-	dfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return;
+}
+
+/* The rest of w from an open /proc/PID: one directory fd, so every file
+ * comes from the same process even if its pid is reused meanwhile. */
+static void who_from_dir(int dfd, struct audit_who *w)
+{
+	char buf[4096];
+	ssize_t n;
+
 	if (read_small(dfd, "status", buf, sizeof(buf)) > 0)
 		parse_groups(buf, w->groups, sizeof(w->groups));
 	if (read_small(dfd, "loginuid", buf, 32) > 0)
@@ -231,27 +237,61 @@ void audit_who(pid_t pid, uid_t uid, gid_t gid, struct audit_who *w)
 		memcpy(w->exe, buf, (size_t)n);
 		w->exe[n] = 0;
 	}
+}
+
+static int proc_dir(pid_t pid)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	return open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+void audit_who(pid_t pid, uid_t uid, gid_t gid, struct audit_who *w)
+{
+	int dfd;
+
+	who_init(pid, uid, gid, w);
+	dfd = proc_dir(pid);
+	if (dfd < 0)
+		return;
+	who_from_dir(dfd, w);
 	close(dfd);
 }
 
+/*
+ * A hit costs one readlinkat(2) relative to the /proc/PID directory kept
+ * open in the slot: it sees an exec at once (the executable changed), and
+ * a pid reused by another process reads as gone (the fd pins the process
+ * it was opened for), without the path walk of /proc/PID/exe.
+ */
 void audit_who_cached(struct audit *a, pid_t pid, uid_t uid, gid_t gid,
 		      struct audit_who *w)
 {
 	size_t i = (size_t)pid % WHO_SLOTS;
 	pthread_mutex_t *l = &a->who_lock[i % WHO_SHARDS];
 	struct who_slot *s = &a->who[i];
-	char path[32], exe[CATALOG_AUDIT_EXE_MAX];
+	char exe[CATALOG_AUDIT_EXE_MAX];
 	int64_t now = clock_now_us();
+	bool hit = false;
 	ssize_t n;
-	bool hit;
+	int dfd;
 
-	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
-	n = readlink(path, exe, sizeof(exe) - 1);
-	exe[n > 0 ? n : 0] = 0;
 	pthread_mutex_lock(l);
-	hit = n > 0 && s->filled_us && s->w.pid == (int32_t)pid &&
-	      now - s->filled_us < AUDIT_WHO_TTL_MS * 1000LL && now >= s->filled_us &&
-	      strcmp(s->w.exe, exe) == 0;
+	if (s->dfd >= 0 && s->w.pid == (int32_t)pid && now >= s->filled_us &&
+	    now - s->filled_us < AUDIT_WHO_TTL_MS * 1000LL) {
+		if (now >= s->checked_us && now - s->checked_us < WHO_RECHECK_US) {
+			hit = true;
+		} else {
+			n = readlinkat(s->dfd, "exe", exe, sizeof(exe) - 1);
+			if (n > 0) {
+				exe[n] = 0;
+				hit = strcmp(s->w.exe, exe) == 0;
+			}
+			if (hit)
+				s->checked_us = now;
+		}
+	}
 	if (hit)
 		*w = s->w;
 	pthread_mutex_unlock(l);
@@ -260,12 +300,21 @@ void audit_who_cached(struct audit *a, pid_t pid, uid_t uid, gid_t gid,
 		w->gid = (uint32_t)gid;
 		return;
 	}
-	audit_who(pid, uid, gid, w);
-	if (!w->exe[0])
-		return; /* gone: nothing worth keeping */
+	who_init(pid, uid, gid, w);
+	dfd = proc_dir(pid);
+	if (dfd < 0)
+		return;
+	who_from_dir(dfd, w);
+	if (!w->exe[0]) {
+		close(dfd); /* gone: nothing worth keeping */
+		return;
+	}
 	pthread_mutex_lock(l);
+	if (s->dfd >= 0)
+		close(s->dfd);
+	s->dfd = dfd;
 	s->w = *w;
-	s->filled_us = now;
+	s->filled_us = s->checked_us = now;
 	pthread_mutex_unlock(l);
 }
 
@@ -471,17 +520,13 @@ static int decode(const uint8_t *buf, size_t n, struct catalog_audit_row *r)
 int audit_row_mac(const uint8_t key[CRYPT_KEY_BYTES], const uint8_t prev[CRYPT_MAC_BYTES],
 		  const struct catalog_audit_row *r, uint8_t mac[CRYPT_MAC_BYTES])
 {
-	uint8_t *buf;
+	uint8_t buf[ENC_MAX]; /* on the stack: verify calls this per record */
 	size_t n;
 
 	if (!row_encodable(r))
 		return -EINVAL;
-	buf = malloc(ENC_MAX);
-	if (!buf)
-		return -ENOMEM;
 	n = encode(r, buf);
 	crypt_hash2(mac, CRYPT_MAC_BYTES, key, prev, CRYPT_MAC_BYTES, buf, n);
-	free(buf);
 	return 0;
 }
 
@@ -506,11 +551,10 @@ static uint32_t rd32(const uint8_t *p)
 }
 
 /* Decodes a journal entry (already framed: entry holds exactly one) into r
- * with prev and mac, and checks its MAC.  -EIO if anything is off. */
-static int entry_decode(const uint8_t *key, const uint8_t *entry, size_t len,
-			struct catalog_audit_row *r)
+ * with prev and mac, without checking the MAC (the writer's own entries,
+ * made in this process).  -EIO if anything is off. */
+static int entry_parse(const uint8_t *entry, size_t len, struct catalog_audit_row *r)
 {
-	uint8_t mac[CRYPT_MAC_BYTES];
 	size_t n;
 	int rc;
 
@@ -524,8 +568,20 @@ static int entry_decode(const uint8_t *key, const uint8_t *entry, size_t len,
 		return rc;
 	memcpy(r->prev, entry + J_HDR, CRYPT_MAC_BYTES);
 	memcpy(r->mac, entry + J_HDR + CRYPT_MAC_BYTES + n, CRYPT_MAC_BYTES);
+	return 0;
+}
+
+/* entry_parse, and checks the MAC (entries read back from the journal). */
+static int entry_decode(const uint8_t *key, const uint8_t *entry, size_t len,
+			struct catalog_audit_row *r)
+{
+	uint8_t mac[CRYPT_MAC_BYTES];
+	int rc = entry_parse(entry, len, r);
+
+	if (rc)
+		return rc;
 	crypt_hash2(mac, sizeof(mac), key, r->prev, CRYPT_MAC_BYTES,
-		    entry + J_HDR + CRYPT_MAC_BYTES, n);
+		    entry + J_HDR + CRYPT_MAC_BYTES, len - J_OVERHEAD);
 	return crypt_equal(mac, r->mac, sizeof(mac)) ? 0 : -EIO;
 }
 
@@ -560,54 +616,36 @@ static int get_head(struct catalog *cat, uint64_t *seq, uint8_t mac[CRYPT_MAC_BY
 	return *seq > INT64_MAX ? -EIO : 0;
 }
 
-/* Commits a list of journaled records in one transaction. */
-static int commit_items(struct audit *a, struct item *it)
+/* Commits journal entries (len bytes, back to back, as audit_append
+ * made them) in one transaction.  Runs on the writer thread only: it
+ * decodes into the writer's row. */
+static int commit_entries(struct audit *a, const uint8_t *buf, size_t len)
 {
-	struct catalog_audit_row *r = malloc(sizeof(*r));
-	const struct item *last = NULL;
+	struct catalog_audit_row *r = a->wrow;
+	size_t off = 0, el;
 	int rc;
 
-	if (!r)
-		return -ENOMEM;
+	if (len == 0)
+		return 0;
 	rc = catalog_begin(a->wcat);
 	if (rc)
-		goto out;
-	for (; it; it = it->next) {
-		rc = entry_decode(a->key, it->entry, it->len, r);
+		return rc;
+	while (off < len) {
+		el = len - off < J_HDR ? 0 : J_OVERHEAD + (size_t)rd32(buf + off + 4);
+		rc = el && el <= len - off ? entry_parse(buf + off, el, r) : -EIO;
 		if (!rc)
 			rc = catalog_audit_insert(a->wcat, r);
 		if (rc)
 			break;
-		last = it;
+		off += el;
 	}
-	if (!rc && last)
-		rc = put_head(a->wcat, r->seq, r->mac);
+	if (!rc)
+		rc = put_head(a->wcat, (uint64_t)r->seq, r->mac);
 	if (!rc)
 		rc = catalog_commit(a->wcat);
 	if (rc)
 		catalog_rollback(a->wcat);
-out:
-	free(r);
 	return rc;
-}
-
-static void free_items(struct item *it)
-{
-	while (it) {
-		struct item *next = it->next;
-
-		free(it);
-		it = next;
-	}
-}
-
-static uint64_t last_seq(const struct item *it)
-{
-	uint64_t s = 0;
-
-	for (; it; it = it->next)
-		s = it->seq;
-	return s;
 }
 
 /* With the lock held, after a successful commit: empties the journal when
@@ -618,14 +656,13 @@ static void maybe_truncate(struct audit *a)
 {
 	if (a->jsize == 0)
 		return;
-	if (a->qhead && a->jsize > (off_t)AUDIT_JOURNAL_MAX) {
-		if (commit_items(a, a->qhead) != 0)
+	if (a->plen && a->jsize > (off_t)AUDIT_JOURNAL_MAX) {
+		if (commit_entries(a, a->pend, a->plen) != 0)
 			return;
-		a->committed = last_seq(a->qhead);
-		free_items(a->qhead);
-		a->qhead = a->qtail = NULL;
+		a->committed = a->pend_last;
+		a->plen = 0;
 	}
-	if (a->qhead)
+	if (a->plen)
 		return;
 	if (sys.ftruncate(a->jfd, 0) == 0)
 		a->jsize = 0;
@@ -642,39 +679,66 @@ static void deadline_in(struct timespec *ts, unsigned ms)
 	}
 }
 
+/* Takes what appenders queued into the writer's batch (with the lock
+ * held).  The batch is empty unless its last commit failed; then the new
+ * entries go after it, or stay queued if there is no memory for both. */
+static void take_pending(struct audit *a, uint8_t **batch, size_t *blen, size_t *bcap,
+			 uint64_t *blast)
+{
+	if (!a->plen)
+		return;
+	if (*blen == 0) {
+		/* Swap buffers: no copy and no allocation in steady state. */
+		uint8_t *t = *batch;
+		size_t c = *bcap;
+
+		*batch = a->pend;
+		*bcap = a->pcap;
+		*blen = a->plen;
+		a->pend = t;
+		a->pcap = c;
+	} else {
+		if (*bcap - *blen < a->plen) {
+			uint8_t *nb = realloc(*batch, *blen + a->plen);
+
+			if (!nb)
+				return;
+			*batch = nb;
+			*bcap = *blen + a->plen;
+		}
+		memcpy(*batch + *blen, a->pend, a->plen);
+		*blen += a->plen;
+	}
+	a->plen = 0;
+	*blast = a->pend_last;
+}
+
 static void *writer_main(void *arg)
 {
 	struct audit *a = arg;
-	struct item *batch;
+	uint8_t *batch = NULL;
+	size_t blen = 0, bcap = 0;
+	uint64_t blast = 0;
 	struct timespec dl;
 	int rc;
 
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
-		while (!a->qhead && !a->stop)
+		while (!a->plen && !blen && !a->stop)
 			pthread_cond_wait(&a->work_cv, &a->lock);
-		if (!a->qhead)
+		if (!a->plen && !blen)
 			break;
 		/* Let a batch gather, unless someone is waiting for it. */
 		deadline_in(&dl, a->opt.batch_ms);
 		while (!a->stop && !a->flushing &&
 		       pthread_cond_timedwait(&a->work_cv, &a->lock, &dl) == 0)
 			;
-		batch = a->qhead;
-		a->qhead = a->qtail = NULL;
+		take_pending(a, &batch, &blen, &bcap, &blast);
 		pthread_mutex_unlock(&a->lock);
-		rc = commit_items(a, batch);
+		rc = commit_entries(a, batch, blen);
 		pthread_mutex_lock(&a->lock);
 		if (rc) {
-			/* Back in front: the journal still holds them. */
-			struct item *t = batch;
-
-			while (t->next)
-				t = t->next;
-			t->next = a->qhead;
-			if (!a->qhead)
-				a->qtail = t;
-			a->qhead = batch;
+			/* Kept for the next try: the journal still holds them. */
 			a->werr = rc;
 			pthread_cond_broadcast(&a->done_cv);
 			if (a->stop)
@@ -686,14 +750,21 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		a->werr = 0;
-		a->committed = last_seq(batch);
-		free_items(batch);
+		a->committed = blast;
+		blen = 0;
+		if (bcap > AUDIT_BUF_KEEP) {
+			/* A burst grew it: give the memory back. */
+			free(batch);
+			batch = NULL;
+			bcap = 0;
+		}
 		if (a->synced < a->committed)
 			a->synced = a->committed;
 		maybe_truncate(a);
 		pthread_cond_broadcast(&a->done_cv);
 	}
 	pthread_mutex_unlock(&a->lock);
+	free(batch);
 	return NULL;
 }
 
@@ -873,6 +944,13 @@ int audit_open(struct store *st, const struct audit_options *o, struct audit **o
 	}
 	a->st = st;
 	a->jfd = -1;
+	for (int i = 0; i < WHO_SLOTS; i++)
+		a->who[i].dfd = -1;
+	a->wrow = malloc(sizeof(*a->wrow));
+	if (!a->wrow) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	if (o)
 		a->opt = *o;
 	if (!a->opt.batch_ms)
@@ -890,6 +968,13 @@ int audit_open(struct store *st, const struct audit_options *o, struct audit **o
 		goto out;
 	}
 	rc = catalog_open(dbpath, 0, &a->wcat);
+	if (rc)
+		goto out;
+	/* With audit_sync=normal a record is safe against a crash of the
+	 * daemon, not a power loss, before and after its commit alike: the
+	 * writer need not fsync each batch (an fsync per 20 ms also forces
+	 * the file system's journal, stalling the workload's metadata). */
+	rc = catalog_audit_set_durable(a->wcat, a->opt.sync == AUDIT_SYNC_FULL);
 	if (rc)
 		goto out;
 	rc = chain_start(a->wcat, &a->seq, a->mac);
@@ -917,6 +1002,8 @@ int audit_open(struct store *st, const struct audit_options *o, struct audit **o
 	if (rc)
 		goto out;
 	a->writer_started = true;
+	/* Seen in top/perf apart from the FUSE threads (cosmetic: may fail). */
+	(void)pthread_setname_np(a->writer, "audit-writer");
 	if (a->opt.syslog)
 		openlog("custodian", LOG_PID | LOG_NDELAY, LOG_AUTHPRIV);
 out:
@@ -933,6 +1020,7 @@ out:
 		catalog_close(a->wcat);
 		if (a->jfd >= 0)
 			close(a->jfd);
+		free(a->wrow);
 		free(a);
 		return rc;
 	}
@@ -940,20 +1028,26 @@ out:
 	return 0;
 }
 
-/* Seals a path into out (len + overhead bytes). */
-static int seal_path(const struct keyring *ring, const char *path, uint8_t *out,
-		     size_t *len)
+/* A sealed path as an `opt` field: u32 length, then nonce | ciphertext |
+ * tag written in place; the u32 absent marker for no path. */
+static int put_sealed(struct enc *e, const struct keyring *ring, const char *path)
 {
-	size_t n = strlen(path);
+	size_t n;
 	int rc;
 
+	if (!path) {
+		put_u32(e, LEN_ABSENT);
+		return 0;
+	}
+	n = strlen(path);
 	if (n > AUDIT_PATH_MAX)
-		return -ENAMETOOLONG;
-	rc = crypt_block_seal(out, (const uint8_t *)path, n, ring->path,
+		return -EINVAL;
+	put_u32(e, (uint32_t)(n + CRYPT_AEAD_OVERHEAD));
+	rc = crypt_block_seal(e->p + e->n, (const uint8_t *)path, n, ring->path,
 			      (const uint8_t *)PATH_AD, sizeof(PATH_AD) - 1);
 	if (rc)
 		return rc;
-	*len = n + CRYPT_AEAD_OVERHEAD;
+	e->n += n + CRYPT_AEAD_OVERHEAD;
 	return 0;
 }
 
@@ -974,66 +1068,60 @@ int audit_path_open(const struct keyring *ring, const uint8_t *sealed, size_t le
 	return 0;
 }
 
-/* Copies a C string into a row field; -EINVAL if it does not fit. */
-static int copy_field(char *dst, size_t cap, const char *src)
+/* A C string (NULL = "") that fits a row field of cap bytes. */
+static bool fits(const char *str, size_t cap)
 {
-	size_t n = src ? strlen(src) : 0;
-
-	if (n >= cap)
-		return -EINVAL;
-	memcpy(dst, src ? src : "", n + 1);
-	return 0;
+	return !str || strnlen(str, cap) < cap;
 }
 
-/* Fills a row from an event (seq, ts, prev and mac come later). */
-static int fill_row(struct audit *a, const struct audit_event *ev,
-		    struct catalog_audit_row *r)
+/*
+ * Encodes ev into buf (ENC_MAX bytes) straight from the event: the same
+ * bytes encode() gives for the row the event makes, with seq and ts zero
+ * (patched under the lock) and the paths sealed in place.  No row, no
+ * allocation: this is the part of an append done on the caller's thread
+ * outside the lock.
+ */
+static int encode_event(struct audit *a, const struct audit_event *ev, uint8_t *buf,
+			size_t *len)
 {
 	const struct keyring *ring = ev->ring ? ev->ring : a->volume;
 	const struct audit_who *w = ev->who;
+	struct enc e = {buf, 0};
 	int rc;
 
-	memset(r, 0, sizeof(*r));
 	if (!ev->op || !ev->op[0] || ev->outcome < 0 || !w || ev->flags > INT64_MAX ||
 	    ev->bytes > INT64_MAX || ev->count > INT64_MAX || ev->ref > INT64_MAX ||
-	    w->pid < 0)
+	    w->pid < 0 || !fits(ev->op, CATALOG_AUDIT_OP_MAX) ||
+	    !fits(ev->detail, CATALOG_AUDIT_DETAIL_MAX) ||
+	    !fits(w->groups, CATALOG_AUDIT_GROUPS_MAX) ||
+	    !fits(w->comm, CATALOG_AUDIT_COMM_MAX) ||
+	    !fits(w->exe, CATALOG_AUDIT_EXE_MAX))
 		return -EINVAL;
-	r->seq = 1; /* placeholder, patched under the lock */
-	rc = copy_field(r->op, sizeof(r->op), ev->op);
+	e.p[e.n++] = ENC_VERSION;
+	put_u64(&e, 0); /* seq */
+	put_u64(&e, 0); /* ts_us */
+	put_str(&e, ev->op);
+	put_u64(&e, (uint64_t)ev->outcome);
+	put_u64(&e, w->uid);
+	put_u64(&e, w->gid);
+	put_str(&e, w->groups);
+	put_u64(&e, w->auid);
+	put_u64(&e, w->ses);
+	put_u64(&e, (uint64_t)w->pid);
+	put_str(&e, w->comm);
+	put_str(&e, w->exe);
+	put_bytes(&e, ev->subject, CRYPT_HASH_BYTES, ev->subject != NULL);
+	rc = put_sealed(&e, ring, ev->path);
 	if (!rc)
-		rc = copy_field(r->detail, sizeof(r->detail), ev->detail);
-	if (!rc)
-		rc = copy_field(r->groups, sizeof(r->groups), w->groups);
-	if (!rc)
-		rc = copy_field(r->comm, sizeof(r->comm), w->comm);
-	if (!rc)
-		rc = copy_field(r->exe, sizeof(r->exe), w->exe);
+		rc = put_sealed(&e, ring, ev->path2);
 	if (rc)
 		return rc;
-	r->outcome = ev->outcome;
-	r->uid = w->uid;
-	r->gid = w->gid;
-	r->auid = w->auid;
-	r->ses = w->ses;
-	r->pid = w->pid;
-	r->flags = (int64_t)ev->flags;
-	r->bytes = (int64_t)ev->bytes;
-	r->count = (int64_t)ev->count;
-	r->ref = (int64_t)ev->ref;
-	if (ev->subject) {
-		r->has_subject = 1;
-		memcpy(r->subject, ev->subject, CRYPT_HASH_BYTES);
-	}
-	if (ev->path) {
-		rc = seal_path(ring, ev->path, r->path, &r->path_len);
-		if (rc)
-			return rc == -ENAMETOOLONG ? -EINVAL : rc;
-	}
-	if (ev->path2) {
-		rc = seal_path(ring, ev->path2, r->path2, &r->path2_len);
-		if (rc)
-			return rc == -ENAMETOOLONG ? -EINVAL : rc;
-	}
+	put_u64(&e, ev->flags);
+	put_u64(&e, ev->bytes);
+	put_u64(&e, ev->count);
+	put_u64(&e, ev->ref);
+	put_str(&e, ev->detail ? ev->detail : "");
+	*len = e.n;
 	return 0;
 }
 
@@ -1052,18 +1140,18 @@ static void token(char *out, size_t cap, const char *in)
 	out[i] = 0;
 }
 
-static void forward(const struct catalog_audit_row *r)
+static void forward(const struct audit_event *ev, uint64_t seq)
 {
 	char subj[2 * CRYPT_HASH_BYTES + 1] = "-", comm[CATALOG_AUDIT_COMM_MAX];
 
-	if (r->has_subject)
-		crypt_hex(subj, r->subject, CRYPT_HASH_BYTES);
-	token(comm, sizeof(comm), r->comm);
+	if (ev->subject)
+		crypt_hex(subj, ev->subject, CRYPT_HASH_BYTES);
+	token(comm, sizeof(comm), ev->who->comm);
 	syslog(LOG_INFO,
-	       "audit seq=%" PRId64 " op=%s outcome=%" PRId64 " uid=%" PRId64
-	       " auid=%" PRId64 " pid=%" PRId64 " comm=%s subject=%s",
-	       r->seq, r->op, r->outcome, r->uid, r->auid, r->pid, comm[0] ? comm : "-",
-	       subj);
+	       "audit seq=%" PRIu64 " op=%s outcome=%d uid=%" PRIu32 " auid=%" PRIu32
+	       " pid=%" PRId32 " comm=%s subject=%s",
+	       seq, ev->op, ev->outcome, ev->who->uid, ev->who->auid, ev->who->pid,
+	       comm[0] ? comm : "-", subj);
 }
 
 /* With the lock held: waits until `seq` is on stable storage; the first
@@ -1093,71 +1181,82 @@ static int group_sync(struct audit *a, uint64_t seq)
 	return rc;
 }
 
+/* Makes room for n more bytes in pend (lock held). */
+static int pend_reserve(struct audit *a, size_t n)
+{
+	size_t cap = a->pcap ? a->pcap : 64 * 1024;
+	uint8_t *p;
+
+	if (a->pcap - a->plen >= n)
+		return 0;
+	while (cap - a->plen < n)
+		cap *= 2;
+	p = realloc(a->pend, cap);
+	if (!p)
+		return -ENOMEM;
+	a->pend = p;
+	a->pcap = cap;
+	return 0;
+}
+
+/*
+ * The caller's cost of a record: encode and seal outside the lock into a
+ * buffer on the stack; under the lock, patch seq and time, one MAC, one
+ * pwrite(2) and a memcpy into the writer's queue.  No allocation (the
+ * queue's buffer only grows until it fits a batch), no SQLite.
+ */
 int audit_append(struct audit *a, const struct audit_event *ev, uint64_t *seq)
 {
-	struct catalog_audit_row *r = malloc(sizeof(*r));
-	struct item *it = NULL;
-	uint8_t *enc;
+	uint8_t entry[J_OVERHEAD + ENC_MAX];
+	uint8_t *enc = entry + J_HDR + CRYPT_MAC_BYTES;
 	uint64_t myseq = 0;
+	size_t n, len;
 	ssize_t w;
-	size_t n;
 	bool wake;
 	int rc;
 
-	if (!r)
-		return -ENOMEM;
-	rc = fill_row(a, ev, r);
+	rc = encode_event(a, ev, enc, &n);
 	if (rc)
-		goto out;
-	it = malloc(sizeof(*it) + J_OVERHEAD + ENC_MAX);
-	if (!it) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	enc = it->entry + J_HDR + CRYPT_MAC_BYTES;
-	n = encode(r, enc);
-	memcpy(it->entry, J_MAGIC, 4);
-	it->entry[4] = (uint8_t)(n >> 24);
-	it->entry[5] = (uint8_t)(n >> 16);
-	it->entry[6] = (uint8_t)(n >> 8);
-	it->entry[7] = (uint8_t)n;
-	it->len = n + J_OVERHEAD;
-	it->next = NULL;
+		return rc;
+	memcpy(entry, J_MAGIC, 4);
+	entry[4] = (uint8_t)(n >> 24);
+	entry[5] = (uint8_t)(n >> 16);
+	entry[6] = (uint8_t)(n >> 8);
+	entry[7] = (uint8_t)n;
+	len = n + J_OVERHEAD;
 
 	pthread_mutex_lock(&a->lock);
 	if (a->broken) {
 		rc = -EIO;
 		goto unlock;
 	}
+	/* Room first: once the entry is in the journal it must be queued. */
+	rc = pend_reserve(a, len);
+	if (rc)
+		goto unlock;
 	/* seq, time and prev are fixed here so the chain is in seq order
 	 * and time never goes backwards along it by more than clock steps. */
-	r->seq = (int64_t)(a->seq + 1);
-	r->ts_us = clock_now_us();
-	be64(enc + ENC_SEQ_OFF, (uint64_t)r->seq);
-	be64(enc + ENC_TS_OFF, (uint64_t)r->ts_us);
-	memcpy(it->entry + J_HDR, a->mac, CRYPT_MAC_BYTES);
-	crypt_hash2(it->entry + J_HDR + CRYPT_MAC_BYTES + n, CRYPT_MAC_BYTES, a->key,
-		    a->mac, CRYPT_MAC_BYTES, enc, n);
-	w = sys_pwrite_full(a->jfd, it->entry, it->len, a->jsize);
-	if (w < 0 || (size_t)w != it->len) {
+	myseq = a->seq + 1;
+	be64(enc + ENC_SEQ_OFF, myseq);
+	be64(enc + ENC_TS_OFF, (uint64_t)clock_now_us());
+	memcpy(entry + J_HDR, a->mac, CRYPT_MAC_BYTES);
+	crypt_hash2(enc + n, CRYPT_MAC_BYTES, a->key, a->mac, CRYPT_MAC_BYTES, enc, n);
+	w = sys_pwrite_full(a->jfd, entry, len, a->jsize);
+	if (w < 0 || (size_t)w != len) {
 		rc = w < 0 ? (int)w : -EIO;
+		myseq = 0;
 		/* A partial entry would hide every later one from replay. */
 		if (sys.ftruncate(a->jfd, a->jsize) < 0)
 			a->broken = true;
 		goto unlock;
 	}
-	a->jsize += (off_t)it->len;
-	a->seq = (uint64_t)r->seq;
-	memcpy(a->mac, it->entry + J_HDR + CRYPT_MAC_BYTES + n, CRYPT_MAC_BYTES);
-	it->seq = a->seq;
-	myseq = a->seq;
-	wake = a->qhead == NULL;
-	if (a->qtail)
-		a->qtail->next = it;
-	else
-		a->qhead = it;
-	a->qtail = it;
-	it = NULL;
+	a->jsize += (off_t)len;
+	a->seq = myseq;
+	memcpy(a->mac, enc + n, CRYPT_MAC_BYTES);
+	wake = a->plen == 0;
+	memcpy(a->pend + a->plen, entry, len);
+	a->plen += len;
+	a->pend_last = myseq;
 	if (wake)
 		pthread_cond_signal(&a->work_cv);
 	if (a->opt.sync == AUDIT_SYNC_FULL)
@@ -1165,14 +1264,11 @@ int audit_append(struct audit *a, const struct audit_event *ev, uint64_t *seq)
 unlock:
 	pthread_mutex_unlock(&a->lock);
 	if (!rc && a->opt.syslog)
-		forward(r);
+		forward(ev, myseq);
 	if (!rc && seq)
 		*seq = myseq;
-out:
-	free(it);
-	/* The row held sealed paths only, but the event's plaintext never
-	 * entered it; nothing to wipe. */
-	free(r);
+	/* The entry holds sealed paths only: the event's plaintext never
+	 * entered it, nothing to wipe. */
 	return rc;
 }
 
@@ -1216,7 +1312,11 @@ void audit_close(struct audit *a)
 	if (a->writer_started)
 		pthread_join(a->writer, NULL);
 	/* Whatever could not be committed stays in the journal. */
-	free_items(a->qhead);
+	free(a->pend);
+	free(a->wrow);
+	for (int i = 0; i < WHO_SLOTS; i++)
+		if (a->who[i].dfd >= 0)
+			close(a->who[i].dfd);
 	catalog_close(a->wcat);
 	close(a->jfd);
 	pthread_mutex_destroy(&a->lock);

@@ -108,9 +108,12 @@ void audit_who(pid_t pid, uid_t uid, gid_t gid, struct audit_who *w);
 /* audit_who through a per-log cache, for the daemon's hot path (an untar
  * opens thousands of files from one process; /proc/PID/status alone costs
  * ~12 us).  An entry is reused for up to AUDIT_WHO_TTL_MS and only while
- * /proc/PID/exe still names the same file, so an exec is seen at once; a
- * change of groups or login uid without exec may show up to the TTL late
- * (documented).  uid/gid always come from the arguments. */
+ * /proc/PID/exe (read through the /proc/PID directory kept open with the
+ * entry, so a reused pid is a miss) still names the same file, checked at
+ * most every 2 ms per process: an exec is seen within 2 ms of the
+ * process's previous record; a change of groups or login uid without exec
+ * may show up to the TTL late (documented).  uid/gid always come from the
+ * arguments. */
 #define AUDIT_WHO_TTL_MS 1000
 void audit_who_cached(struct audit *a, pid_t pid, uid_t uid, gid_t gid,
 		      struct audit_who *w);

@@ -170,6 +170,13 @@ int catalog_audit_next(struct catalog_audit_iter *it,
 		       struct catalog_audit_row *r) MUST_CHECK;
 void catalog_audit_iter_free(struct catalog_audit_iter *it);
 
+/* How the audit writer's own connection commits: full = fsync each commit
+ * (PRAGMA synchronous = FULL, the catalogue's default), otherwise only at
+ * WAL checkpoints (NORMAL: a commit survives a crash of the process, a
+ * power loss may roll the last ones back).  For audit_sync=normal, whose
+ * records are not on stable storage before the commit either. */
+int catalog_audit_set_durable(struct catalog *cat, int full) MUST_CHECK;
+
 /* --- subjects (catalog_subjects.c; added by the subjects module) --------- */
 
 /* Largest sealed fields of a subject row (plaintext + AEAD overhead). */

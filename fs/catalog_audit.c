@@ -283,6 +283,12 @@ int catalog_audit_next(struct catalog_audit_iter *it, struct catalog_audit_row *
 	return rc ? rc : 1;
 }
 
+int catalog_audit_set_durable(struct catalog *cat, int full)
+{
+	return catalog_exec(cat, full ? "PRAGMA synchronous = FULL"
+				      : "PRAGMA synchronous = NORMAL");
+}
+
 void catalog_audit_iter_free(struct catalog_audit_iter *it)
 {
 	if (!it)

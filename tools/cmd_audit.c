@@ -24,6 +24,7 @@
 #include "audit.h"
 #include "cli.h"
 #include "clock.h"
+#include "subjects.h"
 
 #define VERB "audit"
 #define PATH_TEXT_MAX (AUDIT_PATH_MAX + 1)
@@ -246,17 +247,80 @@ static const char *user_name(int64_t uid)
 	return name[0] ? name : NULL;
 }
 
-/* A sealed path as text: decrypted, "(shredded)" if its key is gone, ""
- * if none.  Every path uses the volume keyring until subject keyrings are
- * looked up here (subjects module). */
-static void path_text(const struct store *st, const uint8_t *sealed, size_t len,
-		      char *out, size_t cap)
+/* Subject keyrings opened for the paths of a listing, by subject hash. */
+#define RING_SLOTS 16
+
+/* One subject seen in the listing. */
+struct ring_slot {
+	bool used;                      /* slot filled */
+	uint8_t hash[CRYPT_HASH_BYTES]; /* the record's subject hash */
+	struct keyring *ring;           /* its keyring, NULL if not opened */
+	int err;                        /* subjects_open's error if NULL */
+};
+
+/* Small cache: a log is mostly runs of records of the same few subjects. */
+struct rings {
+	struct store *st;                  /* the store */
+	struct ring_slot slot[RING_SLOTS]; /* subjects looked up */
+	unsigned next;                     /* slot replaced next */
+};
+
+static void rings_free(struct rings *rs)
 {
+	for (unsigned i = 0; i < RING_SLOTS; i++)
+		keys_ring_free(rs->slot[i].ring);
+	memset(rs->slot, 0, sizeof(rs->slot));
+}
+
+/* The subject's keyring (NULL and *err if it cannot be opened:
+ * SUBJECTS_ESHREDDED for a shredded subject). */
+static const struct keyring *subject_ring(struct rings *rs, const uint8_t *hash, int *err)
+{
+	struct ring_slot *s;
+
+	for (unsigned i = 0; i < RING_SLOTS; i++) {
+		s = &rs->slot[i];
+		if (s->used && memcmp(s->hash, hash, CRYPT_HASH_BYTES) == 0) {
+			*err = s->err;
+			return s->ring;
+		}
+	}
+	s = &rs->slot[rs->next++ % RING_SLOTS];
+	keys_ring_free(s->ring);
+	s->ring = NULL;
+	s->used = true;
+	memcpy(s->hash, hash, CRYPT_HASH_BYTES);
+	s->err = subjects_open(rs->st, hash, &s->ring);
+	if (s->err)
+		s->ring = NULL;
+	*err = s->err;
+	return s->ring;
+}
+
+/* A sealed path as text, "" if none.  Inside a subject the path is sealed
+ * under the subject's keyring; records the daemon made at a subject's
+ * edge (creating its root, a denial before it exists) use the volume's,
+ * so that is tried next.  "(shredded)" if the subject's key is destroyed,
+ * "(unreadable)" if no key opens it (damaged or forged). */
+static void path_text(struct rings *rs, const struct catalog_audit_row *r,
+		      const uint8_t *sealed, size_t len, char *out, size_t cap)
+{
+	const struct keyring *ring = NULL;
+	int err = 0;
+
 	out[0] = 0;
 	if (len == 0)
 		return;
-	if (audit_path_open(keys_volume(st->mk), sealed, len, out, cap) != 0)
-		snprintf(out, cap, "(shredded)");
+	if (r->has_subject) {
+		ring = subject_ring(rs, r->subject, &err);
+		if (ring && audit_path_open(ring, sealed, len, out, cap) == 0)
+			return;
+	}
+	if (audit_path_open(keys_volume(rs->st->mk), sealed, len, out, cap) == 0)
+		return;
+	snprintf(out, cap, "%s",
+		 r->has_subject && err == -SUBJECTS_ESHREDDED ? "(shredded)"
+							      : "(unreadable)");
 }
 
 /* Path equal to prefix or below it. */
@@ -349,8 +413,8 @@ static void print_row(const struct catalog_audit_row *r, const char *path,
 }
 
 /* Prints the rows matching flt after flt->after_seq; advances it. */
-static int print_rows(struct store *st, struct catalog_audit_filter *flt,
-		      const struct args *ar)
+static int print_rows(struct store *st, struct rings *rs,
+		      struct catalog_audit_filter *flt, const struct args *ar)
 {
 	struct catalog_audit_row *r = malloc(sizeof(*r));
 	struct catalog_audit_iter *it = NULL;
@@ -366,8 +430,8 @@ static int print_rows(struct store *st, struct catalog_audit_filter *flt,
 		goto out;
 	while ((rc = catalog_audit_next(it, r)) == 1) {
 		flt->after_seq = r->seq;
-		path_text(st, r->path, r->path_len, path, PATH_TEXT_MAX);
-		path_text(st, r->path2, r->path2_len, path2, PATH_TEXT_MAX);
+		path_text(rs, r, r->path, r->path_len, path, PATH_TEXT_MAX);
+		path_text(rs, r, r->path2, r->path2_len, path2, PATH_TEXT_MAX);
 		if (ar->prefix && !(r->path_len && under(path, ar->prefix)) &&
 		    !(r->path2_len && under(path2, ar->prefix)))
 			continue;
@@ -406,6 +470,7 @@ static int do_log(const char *path, const struct args *ar)
 	uint8_t subj[CRYPT_HASH_BYTES];
 	struct catalog_audit_filter flt;
 	struct store *st = NULL;
+	struct rings rings = {0};
 	int rc;
 
 	catalog_audit_filter_all(&flt);
@@ -448,6 +513,7 @@ static int do_log(const char *path, const struct args *ar)
 		return CLI_FAIL;
 	if (cli_open_unlocked(VERB, path, true, &ar->how, &st) < 0)
 		return CLI_FAIL;
+	rings.st = st;
 	if (ar->subject) {
 		audit_subject_hash(st->mk, ar->subject, subj);
 		flt.subject = subj;
@@ -458,7 +524,10 @@ static int do_log(const char *path, const struct args *ar)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	for (;;) {
-		rc = print_rows(st, &flt, ar);
+		rc = print_rows(st, &rings, &flt, ar);
+		/* Looked up afresh each round: a subject may be shredded or
+		 * created while --follow runs. */
+		rings_free(&rings);
 		if (rc || !ar->follow || stop_follow)
 			break;
 		sleep(1);

@@ -146,3 +146,18 @@ def test_wrong_passphrase(hist, tmp_path):
     bad.write_bytes(b"wrong")
     r = tool("audit", "verify", hist.path, "--passfile", bad, check=False)
     assert r.returncode == 1 and "wrong passphrase" in r.err
+
+
+def test_unreadable_path(hist):
+    """A sealed path no key opens (here: overwritten in the database) reads
+    "(unreadable)", not "(shredded)": its subject was never shredded."""
+    con = sqlite3.connect(hist.db)
+    con.execute("UPDATE audit SET path = zeroblob(60) WHERE seq = 3")
+    con.commit()
+    con.close()
+    recs = {x["seq"]: x for x in log_json(hist)}
+    assert recs[3]["path"] == "(unreadable)"
+    assert recs[3]["subject"] is not None
+    assert recs[4]["path"] == "/customers/C-3/call-3.wav"
+    r = tool("audit", "verify", hist.path, "--passfile", hist.passfile, check=False)
+    assert r.returncode == 1 and "record 3" in r.err

@@ -25,6 +25,7 @@ import pytest
 
 import helpers
 from helpers import run, run_as, tool, try_as
+from test_export import make_subject, mksubject  # noqa: F401 (fixture)
 
 FIELDS = ["ts", "seq", "op", "outcome", "uid", "user", "gid", "groups", "auid", "ses",
           "pid", "comm", "exe", "subject", "path", "path2", "flags", "bytes", "count",
@@ -396,4 +397,142 @@ def test_admin_events_mounted_and_not(store, mount_factory, scratch):
     assert all(x["comm"] == "custodian" for x in keys)
     mount_seq = [x["seq"] for x in recs if x["op"] == "mount"][0]
     assert keys[0]["seq"] < mount_seq < keys[1]["seq"]
+    verify(store)
+
+
+SUBJECT_POLICY = """\
+[/]
+list = root
+read = root
+write = root
+create = root
+delete = root
+
+[/customers]
+list = root
+read = root
+
+[/customers/*]
+subject = yes
+list = root
+read = root
+write = root
+create = root
+delete = root
+"""
+
+
+def test_subject_paths_in_log(store, mount_factory, mksubject):  # noqa: F811
+    """Paths inside a subject are sealed under the subject's keyring; `audit
+    log` opens them with it, and says (shredded) once the key is gone."""
+    make_subject(mksubject, store, "C-7", files={"a.txt": b"hello from C-7\n"},
+                 dirs=[], links={})
+    apply_policy(store, SUBJECT_POLICY)
+    m = mount_factory(store)
+    assert (m.mnt / "customers" / "C-7" / "a.txt").read_bytes() == b"hello from C-7\n"
+    m.stop()
+    opens = [x for x in log_json(store, "--subject", "C-7", "--op", "open")]
+    assert opens, log_json(store)
+    o = opens[-1]
+    assert o["path"] == "/customers/C-7/a.txt"
+    assert o["subject"] is not None and o["comm"] and o["outcome"] == 0
+    # The path filter works on the decrypted subject paths too.
+    assert [x["seq"] for x in log_json(store, "--path", "/customers/C-7")
+            if x["op"] == "open"] == [x["seq"] for x in opens]
+    # The sealed path does not open with the volume keyring: the subject's
+    # key is what the log reader used (so a shred erases it).
+    con = sqlite3.connect(store.db)
+    sealed = con.execute("SELECT path FROM audit WHERE seq = ?", (o["seq"],)).fetchone()[0]
+    con.close()
+    assert b"a.txt" not in sealed and b"C-7" not in sealed
+    # Table output shows it as well.
+    r = tool("audit", "log", store.path, "--passfile", store.passfile, "--op", "open",
+             "--subject", "C-7")
+    assert "/customers/C-7/a.txt" in r.out
+    tool("shred", store.path, "C-7", "--reason", "erasure request", "--yes",
+         "--passfile", store.passfile)
+    after = [x for x in log_json(store) if x["seq"] == o["seq"]]
+    assert after and after[0]["path"] == "(shredded)", after
+    verify(store)
+
+
+def _syslog_listener(path):
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))
+    s.settimeout(0.2)
+    return s
+
+
+def test_syslog_forwarding(store, scratch):
+    """-o audit_syslog=yes: each record also goes to syslog(3), without
+    names.  No syslog daemon here: the daemon runs in a private mount
+    namespace whose /dev is a tmpfs with /dev/log a link to a datagram
+    socket this test reads."""
+    import shutil
+
+    if not shutil.which("unshare"):
+        pytest.skip("unshare not installed")
+    (scratch / "m").mkdir()
+    sock = scratch / "log.sock"
+    lst = _syslog_listener(sock)
+    script = f"""
+set -e
+mount -t tmpfs -o mode=755 none /dev
+mknod -m 666 /dev/fuse c 10 229
+mknod -m 666 /dev/null c 1 3
+mknod -m 666 /dev/zero c 1 5
+mknod -m 666 /dev/urandom c 1 9
+mknod -m 666 /dev/random c 1 8
+ln -s {sock} /dev/log
+{helpers.CUSTODIANFS} {store.path} {scratch}/m --passfile {store.passfile} -f \
+    -o audit_syslog=yes >{scratch}/fs.log 2>&1 &
+pid=$!
+for i in $(seq 1 400); do
+    grep -q " {scratch}/m " /proc/self/mounts && break
+    sleep 0.05
+done
+chmod 755 {scratch}/m
+echo secret-content > {scratch}/m/named-file.txt
+cat {scratch}/m/named-file.txt >/dev/null
+umount {scratch}/m
+wait $pid
+"""
+    try:
+        r = run(["unshare", "-m", "--propagation", "private", "bash", "-c", script],
+                check=False, timeout=120 * helpers.SLOW)
+        msgs = []
+        while True:
+            try:
+                msgs.append(lst.recv(65536).decode("utf-8", "replace"))
+            except OSError:
+                break
+    finally:
+        lst.close()
+    assert r.returncode == 0, (r.out, r.err, (scratch / "fs.log").read_text())
+    audit = [x for x in msgs if "audit seq=" in x]
+    assert audit, msgs
+    # LOG_AUTHPRIV | LOG_INFO, ident custodian[pid].
+    assert all(x.startswith("<86>") and "custodian[" in x for x in audit), audit
+    recs = log_json(store)
+    byseq = {x["seq"]: x for x in recs}
+    fields = {}
+    for x in audit:
+        kv = dict(p.split("=", 1) for p in x.split("audit ", 1)[1].split())
+        fields[int(kv["seq"])] = kv
+    # Every record of the session (from its mount on) was forwarded, with
+    # the same fields.
+    session = {s for s in byseq if s >= min(fields)}
+    assert set(fields) == session, (sorted(fields), sorted(session))
+    assert byseq[min(fields)]["op"] == "mount"
+    for seq, kv in fields.items():
+        rec = byseq[seq]
+        assert kv["op"] == rec["op"] and int(kv["outcome"]) == rec["outcome"]
+        assert int(kv["uid"]) == rec["uid"] and int(kv["pid"]) == rec["pid"]
+        assert kv["subject"] == "-" and rec["subject"] is None
+    cat_open = [kv for kv in fields.values() if kv["op"] == "open" and kv["comm"] == "cat"]
+    assert cat_open, fields
+    # Names never leave in clear.
+    assert not any("named-file" in x or "secret-content" in x for x in msgs)
     verify(store)

@@ -171,6 +171,8 @@ static void sql(struct fixture *f, const char *fmt, ...)
 	vsnprintf(q, sizeof(q), fmt, ap);
 	va_end(ap);
 	assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+	/* A running writer may hold the database for a moment. */
+	sqlite3_busy_timeout(db, 5000);
 	if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK)
 		fail_msg("%s: %s", q, err);
 	sqlite3_close(db);
@@ -972,6 +974,48 @@ static void test_journal_write_fails(void **state)
 	assert_int_equal(verify(f, NULL).records, 3);
 }
 
+/* The writer cannot commit (a row with the seq it needs is in the way):
+ * the records stay journaled and queued, audit_flush reports the error,
+ * appends go on, and once the obstacle is gone the retry commits the
+ * failed batch and everything queued after it, in order. */
+static void test_writer_retry(void **state)
+{
+	struct fixture *f = *state;
+	struct audit_options o = {.batch_ms = 1};
+	struct audit *a = NULL;
+	struct audit_event ev = ev_of(f, AUDIT_OP_OPEN, "/p");
+	struct audit_report rep;
+	int rc = -1;
+
+	assert_int_equal(audit_open(f->st, &o, &a), 0);
+	assert_int_equal(append(a, &ev), 1);
+	assert_int_equal(audit_flush(a), 0);
+	sql(f,
+	    "INSERT INTO audit(seq, ts_us, op, outcome, uid, gid, groups, auid, ses,"
+	    " pid, comm, exe, flags, bytes, count, ref, detail, prev, mac) VALUES(3, 0,"
+	    " 'open', 0, 0, 0, '', 0, 0, 0, '', '', 0, 0, 0, 0, '', x'00', x'00')");
+	assert_int_equal(append(a, &ev), 2);
+	assert_int_equal(append(a, &ev), 3);
+	assert_int_equal(audit_flush(a), -EEXIST);
+	/* Queued behind the failed batch while it waits for its retry. */
+	for (int i = 4; i <= 40; i++)
+		assert_int_equal(append(a, &ev), (uint64_t)i);
+	assert_int_equal(audit_flush(a), -EEXIST);
+	sql(f, "DELETE FROM audit WHERE seq = 3");
+	for (int i = 0; i < 100 && rc != 0; i++) {
+		rc = audit_flush(a);
+		if (rc)
+			usleep(50 * 1000);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(append(a, &ev), 41);
+	audit_close(a);
+	assert_int_equal(audit_verify(f->st->cat, f->st->mk, NULL, &rep), 0);
+	assert_int_equal(rep.verdict, AUDIT_OK);
+	assert_int_equal(rep.records, 41);
+	assert_int_equal(rep.meta_seq, 41);
+}
+
 static void test_sync_full(void **state)
 {
 	struct fixture *f = *state;
@@ -1090,6 +1134,59 @@ static void test_who(void **state)
 	}
 }
 
+/* The who cache sees an exec (same pid, new program) once its short
+ * recheck window has passed, and a process that exited. */
+static void test_who_exec(void **state)
+{
+	struct fixture *f = *state;
+	struct audit *a = NULL;
+	struct audit_who c;
+	char path[64], exe[256];
+	int go[2];
+	pid_t pid;
+	ssize_t n = 0;
+
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char b;
+
+		close(go[1]);
+		if (read(go[0], &b, 1) == 1)
+			execl("/bin/sleep", "sleep", "30", (char *)NULL);
+		_exit(1);
+	}
+	close(go[0]);
+	assert_int_equal(audit_open(f->st, NULL, &a), 0);
+	audit_who_cached(a, pid, 7, 8, &c);
+	assert_string_equal(c.exe, f->who.exe);
+	assert_string_equal(c.comm, f->who.comm);
+	assert_int_equal(write(go[1], "x", 1), 1);
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	for (int i = 0; i < 500; i++) {
+		n = readlink(path, exe, sizeof(exe) - 1);
+		if (n > 0 && (exe[n] = 0, strstr(exe, "sleep")))
+			break;
+		usleep(10 * 1000);
+	}
+	assert_non_null(strstr(exe, "sleep"));
+	usleep(5 * 1000); /* past the recheck window */
+	audit_who_cached(a, pid, 7, 8, &c);
+	assert_string_equal(c.exe, exe);
+	assert_string_equal(c.comm, "sleep");
+	assert_int_equal(c.uid, 7);
+	/* Gone: nothing cached is served for it. */
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	usleep(5 * 1000);
+	audit_who_cached(a, pid, 7, 8, &c);
+	assert_string_equal(c.exe, "");
+	assert_string_equal(c.comm, "");
+	close(go[1]);
+	audit_close(a);
+}
+
 /* Appends from several threads: one linear chain, no seq lost. */
 struct thr {
 	struct fixture *f; /* fixture */
@@ -1203,9 +1300,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_journal_write_fails, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_sync_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_writer_retry, setup, teardown),
 		cmocka_unit_test(test_options),
 		cmocka_unit_test_setup_teardown(test_syslog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_who, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_who_exec, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catalog_rows, setup, teardown),
 	};
