@@ -11,10 +11,19 @@
  * by the file format saves a copy per block); overlap is resolved with one
  * memmove so libsodium always sees either disjoint or identical buffers,
  * which is what it supports.
+ *
+ * Nonces come from a small per-thread pool refilled from the kernel's
+ * CSPRNG (libsodium's randombytes_buf, one getrandom(2) per call): one
+ * system call per CRYPT_NONCE_POOL / CRYPT_NONCE_BYTES seals instead of
+ * one per 4 KiB block.  They are still uniformly random 192-bit values;
+ * only their retrieval is batched.  A fork empties every pool (the child
+ * must not reuse nonces its parent may also use).
  */
 #include "crypt.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,9 +51,60 @@ static int overlaps(const void *a, size_t alen, const void *b, size_t blen)
 	return pa < pb + blen && pb < pa + alen;
 }
 
+/* --- nonces ------------------------------------------------------------------ */
+
+#define CRYPT_NONCE_POOL (64 * CRYPT_NONCE_BYTES) /* bytes fetched per refill */
+
+/* Bumped in a forked child: pools filled before the fork are stale. */
+static atomic_uint nonce_generation = 1;
+
+/* One thread's unused random bytes. */
+static _Thread_local struct {
+	uint8_t buf[CRYPT_NONCE_POOL]; /* random bytes; [used, end) unused */
+	size_t used;                   /* bytes handed out */
+	unsigned generation;           /* nonce_generation when filled; 0 = never */
+} nonce_pool;
+
+static void nonce_after_fork(void)
+{
+	atomic_fetch_add(&nonce_generation, 1);
+}
+
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+
+static void nonce_init(void)
+{
+	/* Without the handler a fork could repeat nonces: refuse to batch. */
+	if (pthread_atfork(NULL, NULL, nonce_after_fork) != 0)
+		atomic_store(&nonce_generation, 0);
+}
+
+/* out = CRYPT_NONCE_BYTES fresh random bytes. */
+static void nonce_next(uint8_t out[CRYPT_NONCE_BYTES])
+{
+	unsigned gen = atomic_load(&nonce_generation);
+
+	if (gen == 0) {
+		randombytes_buf(out, CRYPT_NONCE_BYTES);
+		return;
+	}
+	if (nonce_pool.generation != gen || nonce_pool.used == sizeof(nonce_pool.buf)) {
+		randombytes_buf(nonce_pool.buf, sizeof(nonce_pool.buf));
+		nonce_pool.used = 0;
+		nonce_pool.generation = gen;
+	}
+	memcpy(out, nonce_pool.buf + nonce_pool.used, CRYPT_NONCE_BYTES);
+	/* Handed out once: wipe it from the pool. */
+	memset(nonce_pool.buf + nonce_pool.used, 0, CRYPT_NONCE_BYTES);
+	nonce_pool.used += CRYPT_NONCE_BYTES;
+}
+
 int crypt_init(void)
 {
-	return sodium_init() < 0 ? -EIO : 0;
+	if (sodium_init() < 0)
+		return -EIO;
+	(void)pthread_once(&nonce_once, nonce_init);
+	return 0;
 }
 
 void *crypt_secure_alloc(size_t n)
@@ -138,7 +198,7 @@ int crypt_block_seal(uint8_t *out, const uint8_t *plain, size_t len,
 		memmove(ct, src, len);
 		src = ct;
 	}
-	randombytes_buf(out, CRYPT_NONCE_BYTES);
+	nonce_next(out);
 	if (crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, src, len, ad, adlen,
 						       NULL, out, key) != 0)
 		return -EINVAL;

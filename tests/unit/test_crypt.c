@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -405,6 +407,44 @@ static void test_sha256(void **state)
 		assert_int_equal(s.opaque[i], 0);
 }
 
+/* Nonces are fresh on every seal, across a pool refill, and a forked
+ * child does not repeat the nonces its parent goes on to use. */
+static void test_nonce_unique_and_fork(void **state)
+{
+	static uint8_t out[200][64 + CRYPT_AEAD_OVERHEAD];
+	uint8_t child_nonce[CRYPT_NONCE_BYTES], mine[64 + CRYPT_AEAD_OVERHEAD];
+	const uint8_t msg[64] = {0};
+	int fds[2], status;
+	pid_t pid;
+	(void)state;
+
+	for (size_t i = 0; i < 200; i++) {
+		assert_int_equal(crypt_block_seal(out[i], msg, sizeof(msg), key, NULL, 0),
+				 0);
+		for (size_t j = 0; j < i; j++)
+			assert_memory_not_equal(out[i], out[j], CRYPT_NONCE_BYTES);
+	}
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		uint8_t c[64 + CRYPT_AEAD_OVERHEAD];
+
+		if (crypt_block_seal(c, msg, sizeof(msg), key, NULL, 0) != 0 ||
+		    write(fds[1], c, CRYPT_NONCE_BYTES) != CRYPT_NONCE_BYTES)
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(crypt_block_seal(mine, msg, sizeof(msg), key, NULL, 0), 0);
+	assert_int_equal(read(fds[0], child_nonce, sizeof(child_nonce)),
+			 (ssize_t)sizeof(child_nonce));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_memory_not_equal(child_nonce, mine, CRYPT_NONCE_BYTES);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +461,7 @@ int main(void)
 		cmocka_unit_test(test_b64),
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_sha256),
+		cmocka_unit_test(test_nonce_unique_and_fork),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
