@@ -2347,6 +2347,45 @@ static int lookup_subject(struct ops_fs *fs, struct ops_node *dir, const char *n
 	return ret;
 }
 
+/* Lookup of a WORM candidate idle past autocommit commits it, so it is
+ * write-once before anyone opens it.  Costs nothing where the policy sets
+ * no autocommit (one policy walk), and reads the header only for a file
+ * that has been idle that long. */
+static void ret_autocommit_lookup(fuse_req_t req, struct ops_node *dir,
+				  struct ops_node *n, const struct stat *st)
+{
+	struct ops_fs *fs = ops_fs(req);
+	char dpath[PATH_MAX];
+	struct policy_effective e;
+	struct format_header h;
+	struct pol_req pr;
+	struct stat pst;
+	int64_t now, mtime;
+	bool have = false, on;
+	int fd;
+
+	if (!pol_begin(req, &pr)) {
+		pol_end(&pr);
+		return;
+	}
+	on = ops_node_path(fs, dir, dpath, sizeof(dpath)) >= 0 &&
+	     ret_effective(&pr, dpath, &e) && e.worm && e.autocommit_s > 0;
+	pol_end(&pr);
+	if (!on)
+		return;
+	mtime = (int64_t)st->st_mtim.tv_sec * 1000000 + st->st_mtim.tv_nsec / 1000;
+	now = ret_now(fs);
+	if (now - mtime < e.autocommit_s * 1000000)
+		return;
+	fd = node_open(fs, n, O_PATH, &pst);
+	if (fd < 0)
+		return;
+	if (ret_header(n, dir, fd, &h, &have) == 0 && have &&
+	    retention_worm_due(&e, &h, false, mtime, now))
+		(void)ret_worm_commit(fs, n, fd, &e);
+	close(fd);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -2383,6 +2422,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		ret = dir_encrypt(dir, name, &enc);
 		if (ret == 0)
 			ret = node_get(fs, dir, enc.backing, name, NULL, NULL, &e);
+		if (ret == 0 && S_ISREG(e.attr.st_mode))
+			ret_autocommit_lookup(req, dir, ops_node(req, e.ino), &e.attr);
 	}
 	subj_leave(dir);
 	if (ret == -ENOENT) {
@@ -3262,9 +3303,11 @@ static void do_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 			return;
 		}
 	}
-	if (subj_held(dir)) {
-		fuse_reply_err(
-			req, -refuse(req, NULL, dir, name, "rmdir", EPERM, "legal hold"));
+	/* A held directory stays (subject or directory hold); an empty one
+	 * holds no record, so retention has nothing more to say. */
+	ret = check_record(req, dir, name, NULL, -1, S_IFDIR, RETENTION_UNLINK, "rmdir");
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));

@@ -174,6 +174,22 @@ def test_autocommit_of_an_idle_file(rm_):
     eperm(overwrite, p)
 
 
+def test_autocommit_at_lookup(rm_):
+    p = rm_.mnt / "auto" / "idle.txt"
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"kept open")
+        old = time.time() - 7200
+        os.utime(p, (old, old))
+        time.sleep(1.2)  # the kernel's entry cache (1 s) lapses: a real lookup
+        os.stat(p)
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"!")
+        assert e.value.errno == errno.EPERM
+    finally:
+        os.close(fd)
+
+
 def test_subject_files_follow_holds_and_are_touched(rm_):
     d = rm_.mnt / "customers" / "C-9"
     os.mkdir(d)
@@ -218,6 +234,10 @@ retain_from = subject-inactive
     eperm(os.unlink, m.mnt / "customers" / "C-2" / "call-0.wav")
     d = denials(st, "legal hold")
     assert d, tool("audit", "log", st.path, "--passfile", st.passfile).out[-3000:]
+    # an (empty) directory under a directory hold stays too
+    os.mkdir(rec / "legal" / "empty")
+    eperm(os.rmdir, rec / "legal" / "empty")
+    eperm(os.rmdir, rec / "legal")
     code, text = helpers.control(st, "holds-reload")
     assert code == 0, text
     os.stat(rec / "old-0.wav")  # the kernel caches it
@@ -229,7 +249,7 @@ retain_from = subject-inactive
     assert sorted(os.listdir(rec)) == ["legal", "new-0.wav", "new-1.wav", "new-2.wav"]
     with pytest.raises(FileNotFoundError):
         os.stat(rec / "old-0.wav")
-    assert sorted(os.listdir(rec / "legal")) == ["case-a.pdf", "case-b.pdf"]
+    assert sorted(os.listdir(rec / "legal")) == ["case-a.pdf", "case-b.pdf", "empty"]
     # a clock moved 3 years ahead is refused (and audited) unless accepted
     later = (datetime.now(timezone.utc) + timedelta(days=3 * 365 + 1)).strftime(
         "%Y-%m-%dT%H:%M:%SZ")

@@ -291,7 +291,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_socket_and_obstacles, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_malformed_replies, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_peer_pid_and_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_pid_and_timeout, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
