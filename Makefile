@@ -27,14 +27,17 @@ DEB_TEST  = libcmocka-dev python3-pytest sqlite3 clang libclang-rt-14-dev \
 	cppcheck clang-format fio stress-ng
 DEB_BENCH = gocryptfs securefs fio hyperfine
 
+# CFLAGS is the tunable part (optimisation, debug info); `override` keeps
+# the language, warning and dependency flags when a caller sets CFLAGS on
+# the command line (test-asan and fuzz do), which would otherwise drop them.
 PKGS     = fuse3 libsodium sqlite3 inih json-c
-CPPFLAGS += -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -Ifs -Ipolicy \
+override CPPFLAGS += -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -Ifs -Ipolicy \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wformat=2 -Werror -pthread \
+override CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wformat=2 -Werror -pthread \
 	-fno-strict-aliasing -MMD -MP $(SANITIZE)
-LDFLAGS  += -pthread $(SANITIZE)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+override LDFLAGS += -pthread $(SANITIZE)
+override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 DAEMON_SRCS = fs/ops.c fs/custodianfs.c
 ENGINE_SRCS = $(filter-out $(DAEMON_SRCS),$(wildcard fs/*.c)) $(wildcard policy/*.c)
