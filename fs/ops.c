@@ -800,6 +800,11 @@ static _Thread_local struct ops_subject *tl_subj;
 
 static void subj_free(struct ops_subject *s)
 {
+	/* A request that entered through a node freed meanwhile may still hold
+	 * the shared lock: wait for it (glibc allows destroying a lock right
+	 * after acquiring it). */
+	pthread_rwlock_wrlock(&s->use);
+	pthread_rwlock_unlock(&s->use);
 	keys_ring_free(s->ring);
 	pthread_rwlock_destroy(&s->use);
 	free(s);
@@ -961,11 +966,13 @@ static int subj_enter(struct ops_node *n)
 	return 0;
 }
 
-static void subj_leave(struct ops_node *n)
+/* Leaves subject s (n->subj, read before the request replied: once it has,
+ * the kernel may forget n and another thread free it). */
+static void subj_leave(struct ops_subject *s)
 {
-	if (n->subj) {
+	if (s) {
 		tl_subj = NULL;
-		pthread_rwlock_unlock(&n->subj->use);
+		pthread_rwlock_unlock(&s->use);
 	}
 }
 
@@ -2410,7 +2417,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		sr = subj_root_name(fs, pr.pol, dir, name, hash, sback);
 	pol_end(&pr);
 	if (ret < 0) {
-		subj_leave(dir);
+		subj_leave(dir->subj);
 		fuse_reply_err(req, -ret);
 		return;
 	}
@@ -2425,7 +2432,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (ret == 0 && S_ISREG(e.attr.st_mode))
 			ret_autocommit_lookup(req, dir, ops_node(req, e.ino), &e.attr);
 	}
-	subj_leave(dir);
+	subj_leave(dir->subj);
 	if (ret == -ENOENT) {
 		/* Negative entry: cached like a positive one, since every
 		 * create goes through this mount and invalidates it. */
@@ -4650,12 +4657,13 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 #define SUBJ_WRAP(n, dead_err, call)                                                     \
 	do {                                                                             \
 		struct ops_node *n_ = (n);                                               \
+		struct ops_subject *s_ = n_->subj;                                       \
 		if (subj_enter(n_) < 0) {                                                \
 			fuse_reply_err(req, dead_err);                                   \
 			return;                                                          \
 		}                                                                        \
 		call;                                                                    \
-		subj_leave(n_);                                                          \
+		subj_leave(s_);                                                          \
 	} while (0)
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -4763,6 +4771,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_node *n = ops_node(req, ino);
+	struct ops_subject *s = n->subj;
 
 	if (subj_enter(n) < 0) {
 		/* Shredded while open: nothing to record a path with. */
@@ -4771,7 +4780,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	do_release(req, ino, fi);
-	subj_leave(n);
+	subj_leave(s);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
