@@ -167,7 +167,8 @@ def _fsck_problems(out):
 
 def test_reliability_kill9_while_writing(store, mount_factory, users, scratch):
     kills = U.scaled(20, 200, asan_ci=5)
-    rng = random.Random(int(os.environ.get("CUSTODIAN_SEED", time.time())))
+    seed = int(os.environ.get("CUSTODIAN_SEED", time.time()))
+    rng = random.Random(seed)  # failure messages name it: CUSTODIAN_SEED=seed replays
     m = mount_factory(store)
     mdir = scratch / "manifests"
     mdir.mkdir()
@@ -217,10 +218,10 @@ def test_reliability_kill9_while_writing(store, mount_factory, users, scratch):
                     # Any error the kill caused is expected; an error before
                     # it is a daemon bug, whatever its errno.
                     assert e in (errno.ENOTCONN, errno.ECONNABORTED) or t_fail >= t_kill, \
-                        f"after kill {k + 1}: writer {i} failed " \
+                        f"after kill {k + 1} (seed {seed}): writer {i} failed " \
                         f"{t_kill - t_fail:.3f} s before the kill: {last[0]}"
                 elif last:
-                    pytest.fail(f"writer {i} ended unexpectedly: {out[-2000:]}")
+                    pytest.fail(f"writer {i} ended unexpectedly (seed {seed}): {out[-2000:]}")
                 (mdir / f"w{i}.out").write_text("")
             m.stop()  # lazy unmount of the dead mount; reaps the daemon
             r = _fsck(store)
@@ -253,7 +254,7 @@ def test_reliability_kill9_while_writing(store, mount_factory, users, scratch):
                 problems.append(f"fsck named files that were not in flight: {bad_fsck}\n{r.out}")
             if r.returncode == 1 and not named:
                 problems.append(f"fsck failed without naming a file:\n{r.out}\n{r.err}")
-            assert not problems, f"after kill {k + 1}:\n" + "\n".join(problems)
+            assert not problems, f"after kill {k + 1} (seed {seed}):\n" + "\n".join(problems)
     finally:
         for p in procs:
             p.kill()
