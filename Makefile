@@ -156,11 +156,14 @@ fuzz-smoke: fuzz
 # --- torture: the long versions of the reliability tests ---------------------
 # CUSTODIAN_TORTURE=1 makes the reliability tests run their long loops
 # (200+ kills, 10 minutes of load); fuzz targets run FUZZ_SECONDS each.
+# The fuzzing runs even when a test failed; make fails at the end if either did.
 torture: all
-	CUSTODIAN_TORTURE=1 CUSTODIAN_TEST_TIMEOUT=$${CUSTODIAN_TEST_TIMEOUT:-7200} \
+	@rc=0; CUSTODIAN_TORTURE=1 CUSTODIAN_TEST_TIMEOUT=$${CUSTODIAN_TEST_TIMEOUT:-7200} \
 		CUSTODIAN_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q \
-		-p no:cacheprovider tests/integration -k "reliability or torture" $(PYTEST_ARGS)
-	$(MAKE) fuzz-smoke FUZZ_SECONDS=$${FUZZ_SECONDS:-600}
+		-p no:cacheprovider tests/integration -k "reliability or torture" \
+		$(PYTEST_ARGS) || rc=1; \
+	$(MAKE) fuzz-smoke FUZZ_SECONDS=$${FUZZ_SECONDS:-600} || rc=1; \
+	exit $$rc
 
 # --- benchmark --------------------------------------------------------------
 bench: deps-bench
