@@ -502,47 +502,91 @@ static int ctl_policy_reload(void *ctx, const char *args, char *reply, size_t ca
 	return ret;
 }
 
+static int ctl_token(const char **args, char *out, size_t cap);
+
 /*
- * "audit-admin PID OP OUTCOME DETAIL": an admin tool that changed the
- * store while it is mounted (the daemon holds the journal lock) records
- * its event through the daemon.  Only root reaches the channel; the
- * record's who is looked up from PID (the tool, still waiting for the
- * reply).  Replies "seq N".
+ * "audit-admin PID OP OUTCOME [path=hex:HEX] [subject=HEX] DETAIL": an
+ * admin tool that changed or read the store while it is mounted (the
+ * daemon holds the journal lock) records its event through the daemon.
+ * Only root reaches the channel; the record's who is looked up from PID
+ * (the tool, still waiting for the reply).  The optional path (a directory
+ * hold's) is sealed under the volume keys; the optional subject is a
+ * subject hash (2 * CRYPT_HASH_BYTES hex digits).  The old form without
+ * them still works.  Replies "seq N".
  */
 static int ctl_audit_admin(void *ctx, const char *args, char *reply, size_t cap)
 {
 	struct ops_fs *fs = ctx;
 	struct audit_event ev = {0};
 	struct audit_who who;
-	char op[16];
+	char op[16], *path = NULL;
+	uint8_t subject[CRYPT_HASH_BYTES];
+	const char *rest;
 	long pid;
 	int outcome, used = 0, ret;
 	uint64_t seq;
 
 	if (sscanf(args, "%ld %15s %d %n", &pid, op, &outcome, &used) < 3 || used == 0 ||
-	    pid <= 0 || pid > INT32_MAX || outcome < 0) {
-		snprintf(reply, cap, "usage: audit-admin PID OP OUTCOME DETAIL");
-		return -EINVAL;
+	    pid <= 0 || pid > INT32_MAX || outcome < 0)
+		goto usage;
+	rest = args + used;
+	if (strncmp(rest, "path=hex:", 9) == 0) {
+		rest += 5;
+		path = malloc(AUDIT_PATH_MAX + 1);
+		if (!path) {
+			snprintf(reply, cap, "%s", strerror(ENOMEM));
+			return -ENOMEM;
+		}
+		if (ctl_token(&rest, path, AUDIT_PATH_MAX + 1) < 0 || path[0] != '/')
+			goto usage;
+	}
+	if (strncmp(rest, "subject=", 8) == 0) {
+		rest += 8;
+		for (size_t i = 0; i < CRYPT_HASH_BYTES; i++) {
+			unsigned v;
+
+			if (!isxdigit((unsigned char)rest[2 * i]) ||
+			    !isxdigit((unsigned char)rest[2 * i + 1]) ||
+			    sscanf(rest + 2 * i, "%2x", &v) != 1)
+				goto usage;
+			subject[i] = (uint8_t)v;
+		}
+		rest += 2 * CRYPT_HASH_BYTES;
+		if (*rest != ' ' && *rest != '\0')
+			goto usage;
+		while (*rest == ' ')
+			rest++;
+		ev.subject = subject;
 	}
 	/* The tool runs as root: uid/gid are its own. */
 	audit_who((pid_t)pid, 0, 0, &who);
 	ev.op = op;
 	ev.outcome = outcome;
 	ev.who = &who;
-	ev.detail = args + used;
+	ev.path = path;
+	ev.detail = rest;
 	ret = audit_append(fs->audit, &ev, &seq);
 	if (ret < 0) {
 		snprintf(reply, cap, "cannot record: %s", strerror(-ret));
-		return ret;
+		goto out;
 	}
 	ret = audit_flush(fs->audit);
 	if (ret < 0) {
 		snprintf(reply, cap, "recorded in the journal, not yet committed: %s",
 			 strerror(-ret));
-		return ret;
+		goto out;
 	}
 	snprintf(reply, cap, "seq %" PRIu64, seq);
-	return 0;
+	goto out;
+usage:
+	snprintf(reply, cap, "usage: audit-admin PID OP OUTCOME [path=hex:HEX] DETAIL");
+	ret = -EINVAL;
+out:
+	if (path) {
+		crypt_wipe(path, AUDIT_PATH_MAX + 1);
+		free(path);
+	}
+	return ret;
 }
 
 /* ---- live subject verbs ---------------------------------------------------- */
@@ -683,6 +727,19 @@ static int ctl_subject_flag(void *ctx, const char *args, char *reply, size_t cap
 	return ret;
 }
 
+/* "audit-flush": commit the records the writer still batches, so a tool
+ * reading the log from the catalogue (a live export's audit.json) sees
+ * everything done so far.  Replies "flushed". */
+static int ctl_audit_flush(void *ctx, const char *args, char *reply, size_t cap)
+{
+	struct ops_fs *fs = ctx;
+	int ret = audit_flush(fs->audit);
+
+	(void)args;
+	snprintf(reply, cap, "%s", ret == 0 ? "flushed" : strerror(-ret));
+	return ret == -ENOENT ? -EIO : ret;
+}
+
 /* "holds-reload": the directory holds changed in the catalogue. */
 static int ctl_holds_reload(void *ctx, const char *args, char *reply, size_t cap)
 {
@@ -817,6 +874,8 @@ static int start_control(struct control **out, struct ops_fs *fs, const char *st
 		ret = control_register(c, "subject-flag", ctl_subject_flag, fs);
 	if (ret == 0)
 		ret = control_register(c, "holds-reload", ctl_holds_reload, fs);
+	if (ret == 0)
+		ret = control_register(c, "audit-flush", ctl_audit_flush, fs);
 	if (ret == 0)
 		ret = control_register(c, "retention-sweep", ctl_retention_sweep, fs);
 	if (ret == 0)

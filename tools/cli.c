@@ -17,8 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "audit.h"
+#include "catalog.h"
 #include "control.h"
+#include "subjects.h"
 
 void cli_err(const char *verb, const char *fmt, ...)
 {
@@ -30,6 +34,99 @@ void cli_err(const char *verb, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+int cli_getopt_fail(const char *verb, int c, char **argv, cli_usage_fn usage)
+{
+	if (c == 'h') {
+		if (usage)
+			usage(stdout);
+		return CLI_OK;
+	}
+	if (c == ':')
+		cli_err(verb, "%s needs an argument", argv[optind - 1]);
+	else
+		cli_err(verb, "unknown option %s", argv[optind - 1]);
+	if (usage)
+		usage(stderr);
+	return CLI_USAGE;
+}
+
+int cli_operands(const char *verb, int argc, int want, const char *missing,
+		 cli_usage_fn usage)
+{
+	if (argc - optind == want)
+		return 0;
+	cli_err(verb, "%s", argc - optind < want ? missing : "too many arguments");
+	if (usage)
+		usage(stderr);
+	return CLI_USAGE;
+}
+
+int cli_check_reason(const char *verb, const char *reason, size_t max)
+{
+	if (reason == NULL || reason[0] == '\0') {
+		cli_err(verb, "--reason is required");
+		return CLI_USAGE;
+	}
+	if (strlen(reason) >= max) {
+		cli_err(verb, "--reason is longer than %zu bytes", max - 1);
+		return CLI_USAGE;
+	}
+	return 0;
+}
+
+int cli_check_subject_id(const char *verb, const char *id)
+{
+	if (subjects_id_check(id) < 0) {
+		cli_err(verb, "'%s' is not a subject id (a directory name)", id);
+		return CLI_USAGE;
+	}
+	return 0;
+}
+
+/* auid/ses: null when the kernel has none. */
+static json_object *id_or_null(int64_t v)
+{
+	return v == AUDIT_UNSET ? NULL : json_object_new_int64(v);
+}
+
+json_object *cli_audit_json(const struct catalog_audit_row *r, const char *user,
+			    const char *path, const char *path2)
+{
+	json_object *o = json_object_new_object();
+	char ts[CLI_TIME_MAX], hex[2 * CRYPT_HASH_BYTES + 1];
+
+	if (!o)
+		return NULL;
+	cli_time_iso_us(r->ts_us, ts);
+	if (r->has_subject)
+		crypt_hex(hex, r->subject, CRYPT_HASH_BYTES);
+	json_object_object_add(o, "ts", json_object_new_string(ts));
+	json_object_object_add(o, "seq", json_object_new_int64(r->seq));
+	json_object_object_add(o, "op", json_object_new_string(r->op));
+	json_object_object_add(o, "outcome", json_object_new_int64(r->outcome));
+	json_object_object_add(o, "uid", json_object_new_int64(r->uid));
+	json_object_object_add(o, "user", user ? json_object_new_string(user) : NULL);
+	json_object_object_add(o, "gid", json_object_new_int64(r->gid));
+	json_object_object_add(o, "groups", json_object_new_string(r->groups));
+	json_object_object_add(o, "auid", id_or_null(r->auid));
+	json_object_object_add(o, "ses", id_or_null(r->ses));
+	json_object_object_add(o, "pid", json_object_new_int64(r->pid));
+	json_object_object_add(o, "comm", json_object_new_string(r->comm));
+	json_object_object_add(o, "exe", json_object_new_string(r->exe));
+	json_object_object_add(o, "subject",
+			       r->has_subject ? json_object_new_string(hex) : NULL);
+	json_object_object_add(o, "path",
+			       r->path_len ? json_object_new_string(path) : NULL);
+	json_object_object_add(o, "path2",
+			       r->path2_len ? json_object_new_string(path2) : NULL);
+	json_object_object_add(o, "flags", json_object_new_int64(r->flags));
+	json_object_object_add(o, "bytes", json_object_new_int64(r->bytes));
+	json_object_object_add(o, "count", json_object_new_int64(r->count));
+	json_object_object_add(o, "ref", json_object_new_int64(r->ref));
+	json_object_object_add(o, "detail", json_object_new_string(r->detail));
+	return o;
 }
 
 bool cli_unlock_option(struct cli_unlock *how, int opt, const char *arg)
@@ -220,6 +317,20 @@ void cli_hex_field(const char *s, char *out, size_t cap)
 		o += (size_t)snprintf(out + o, cap - o, "%02x", (unsigned char)s[i]);
 }
 
+void cli_time_iso_us(int64_t us, char out[CLI_TIME_MAX])
+{
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	char base[24];
+
+	if (us < 0 || !gmtime_r(&t, &tm) ||
+	    !strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm)) {
+		snprintf(out, CLI_TIME_MAX, "unknown");
+		return;
+	}
+	snprintf(out, CLI_TIME_MAX, "%s.%06dZ", base, (int)(us % 1000000));
+}
+
 void cli_time_iso(int64_t us, char out[CLI_TIME_MAX])
 {
 	time_t t = (time_t)(us / 1000000);
@@ -235,7 +346,15 @@ void cli_time_iso(int64_t us, char out[CLI_TIME_MAX])
 int cli_audit_admin(const char *verb, struct store *st, const char *op, int outcome,
 		    const char *detail, uint64_t *seq)
 {
+	return cli_audit_admin_ex(verb, st, op, outcome, NULL, NULL, detail, seq);
+}
+
+int cli_audit_admin_ex(const char *verb, struct store *st, const char *op, int outcome,
+		       const char *path, const uint8_t *subject, const char *detail,
+		       uint64_t *seq)
+{
 	char req[CONTROL_MSG_MAX], reply[CONTROL_MSG_MAX];
+	char pfield[2 * AUDIT_PATH_MAX + 16], sfield[2 * CRYPT_HASH_BYTES + 16];
 	struct audit_event ev = {0};
 	struct audit_who who;
 	struct audit *a = NULL;
@@ -245,9 +364,29 @@ int cli_audit_admin(const char *verb, struct store *st, const char *op, int outc
 	if (seq)
 		*seq = 0;
 	/* Mounted: the daemon holds the journal lock, so it writes the record
-	 * (who = this process, looked up by pid while we wait). */
-	if (snprintf(req, sizeof(req), "audit-admin %ld %s %d %s", (long)getpid(), op,
-		     outcome < 0 ? -outcome : outcome,
+	 * (who = this process, looked up by pid while we wait).  The path
+	 * travels hex-encoded: it may hold spaces. */
+	pfield[0] = '\0';
+	if (path) {
+		if (strlen(path) > AUDIT_PATH_MAX) {
+			cli_err(verb, "audit path too long");
+			return -EINVAL;
+		}
+		snprintf(pfield, sizeof(pfield), "path=");
+		cli_hex_field(path, pfield + 5, sizeof(pfield) - 6);
+		strcat(pfield, " ");
+	}
+	sfield[0] = '\0';
+	if (subject) {
+		size_t o = (size_t)snprintf(sfield, sizeof(sfield), "subject=");
+
+		for (size_t i = 0; i < CRYPT_HASH_BYTES; i++)
+			o += (size_t)snprintf(sfield + o, sizeof(sfield) - o, "%02x",
+					      subject[i]);
+		snprintf(sfield + o, sizeof(sfield) - o, " ");
+	}
+	if (snprintf(req, sizeof(req), "audit-admin %ld %s %d %s%s%s", (long)getpid(), op,
+		     outcome < 0 ? -outcome : outcome, pfield, sfield,
 		     detail ? detail : "") >= (int)sizeof(req)) {
 		cli_err(verb, "audit detail too long");
 		return -EINVAL;
@@ -275,6 +414,8 @@ int cli_audit_admin(const char *verb, struct store *st, const char *op, int outc
 	ev.op = op;
 	ev.outcome = outcome < 0 ? -outcome : outcome;
 	ev.who = &who;
+	ev.path = path;
+	ev.subject = subject;
 	ev.detail = detail;
 	ret = audit_append(a, &ev, seq);
 	if (ret == 0)
@@ -286,8 +427,7 @@ int cli_audit_admin(const char *verb, struct store *st, const char *op, int outc
 	return ret;
 }
 
-/* Undoes the octal escapes (\040 etc.) of a /proc/self/mounts field. */
-static void mounts_unescape(char *s)
+void cli_mounts_unescape(char *s)
 {
 	char *w = s;
 
@@ -318,7 +458,7 @@ bool cli_store_mounted(const char *path)
 		if (src == NULL || type == NULL ||
 		    strncmp(type, "fuse.custodian", 14) != 0)
 			continue;
-		mounts_unescape(src);
+		cli_mounts_unescape(src);
 		found = strcmp(src, real) == 0;
 	}
 	free(line);

@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "store.h"
 
@@ -106,6 +107,14 @@ int cli_new_passphrase(const char *verb, const char *passfile, struct secret **o
 #define CLI_TIME_MAX 32
 void cli_time_iso(int64_t us, char out[CLI_TIME_MAX]);
 
+/* UTC microseconds as ISO 8601 with microseconds, e.g.
+ * "2026-11-24T05:10:36.123456Z" (audit --json's "ts").  (Additive.) */
+void cli_time_iso_us(int64_t us, char out[CLI_TIME_MAX]);
+
+/* Undoes, in place, the octal escapes (\040 etc.) of a /proc/self/mounts
+ * field.  (Additive.) */
+void cli_mounts_unescape(char *s);
+
 /* Asks question + " [y/N] " on stdout and reads a line from stdin: true
  * only for an answer starting with y or Y (EOF is no). */
 bool cli_confirm(const char *question);
@@ -124,6 +133,51 @@ void cli_hex_field(const char *s, char *out, size_t cap);
  * error itself; 0 or -errno. */
 int cli_audit_admin(const char *verb, struct store *st, const char *op, int outcome,
 		    const char *detail, uint64_t *seq);
+
+/* cli_audit_admin with a plaintext path (sealed under the volume keys)
+ * and/or a subject hash (CRYPT_HASH_BYTES) in the record; either may be
+ * NULL.  Mounted, they travel as audit-admin's path=hex:... and
+ * subject=HEX fields.  (Added with the live directory holds and export.) */
+int cli_audit_admin_ex(const char *verb, struct store *st, const char *op, int outcome,
+		       const char *path, const uint8_t *subject, const char *detail,
+		       uint64_t *seq);
+
+/* --- Option parsing shared by every verb (additive). --- */
+
+/* A verb's usage printer (stdout for --help, stderr after an error). */
+typedef void (*cli_usage_fn)(FILE *f);
+
+/* The end of a verb's getopt_long loop (optstring ":h", "help" mapped to
+ * 'h'), for c the verb does not handle: 'h' prints usage(stdout) and
+ * returns CLI_OK; ':' prints "OPTION needs an argument", anything else
+ * "unknown option OPTION", then usage(stderr), and returns CLI_USAGE.
+ * usage NULL: the caller prints its usage itself. */
+int cli_getopt_fail(const char *verb, int c, char **argv, cli_usage_fn usage);
+
+/* After the options: 0 if exactly want operands remain (argc - optind),
+ * else prints missing (too few) or "too many arguments", then
+ * usage(stderr) unless NULL, and returns CLI_USAGE. */
+int cli_operands(const char *verb, int argc, int want, const char *missing,
+		 cli_usage_fn usage);
+
+/* --reason given, not empty, shorter than max bytes; else prints
+ * "--reason is required" or "--reason is longer than MAX-1 bytes" and
+ * returns CLI_USAGE.  0 if fine. */
+int cli_check_reason(const char *verb, const char *reason, size_t max);
+
+/* SUBJECT is a valid subject id (subjects_id_check); else prints "'ID' is
+ * not a subject id (a directory name)" and returns CLI_USAGE.  0 if fine. */
+int cli_check_subject_id(const char *verb, const char *id);
+
+struct json_object;
+struct catalog_audit_row;
+
+/* One audit record as the JSON object of `custodian audit log --json`
+ * (also the lines of an export's audit.json): user is the uid's name or
+ * NULL, path/path2 the opened paths (used only if the record has them).
+ * NULL only if out of memory. */
+struct json_object *cli_audit_json(const struct catalog_audit_row *r, const char *user,
+				   const char *path, const char *path2);
 
 /* --- Added for backups (additive): cmd_backup.c. --- */
 int cmd_backup(int argc, char **argv);  /* copy of the catalogue + ledger */

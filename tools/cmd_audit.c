@@ -40,7 +40,6 @@ enum {
 	OPT_JSON,
 	OPT_FOLLOW,
 	OPT_HEAD,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
@@ -54,7 +53,7 @@ static const struct option longopts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"follow", no_argument, NULL, OPT_FOLLOW},
 	{"head", required_argument, NULL, OPT_HEAD},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	CLI_UNLOCK_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -165,21 +164,6 @@ static int parse_time(const char *s, bool until, int64_t *out)
 	tm.tm_sec = sec;
 	*out = (int64_t)timegm(&tm) * 1000000 + us;
 	return 0;
-}
-
-/* ISO 8601 UTC with microseconds. */
-static void iso_us(int64_t us, char out[40])
-{
-	time_t t = (time_t)(us / 1000000);
-	struct tm tm;
-	char base[24];
-
-	if (us < 0 || !gmtime_r(&t, &tm) ||
-	    !strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm)) {
-		snprintf(out, 40, "unknown");
-		return;
-	}
-	snprintf(out, 40, "%s.%06dZ", base, (int)(us % 1000000));
 }
 
 /* --- opening -------------------------------------------------------------------- */
@@ -343,45 +327,11 @@ static void safe(char *s)
 			*s = '?';
 }
 
-static json_object *id_or_null(int64_t v)
-{
-	return v == AUDIT_UNSET ? NULL : json_object_new_int64(v);
-}
-
 static void print_json(const struct catalog_audit_row *r, const char *path,
 		       const char *path2)
 {
-	json_object *o = json_object_new_object();
-	char ts[40], hex[2 * CRYPT_HASH_BYTES + 1];
-	const char *user = user_name(r->uid);
+	json_object *o = cli_audit_json(r, user_name(r->uid), path, path2);
 
-	iso_us(r->ts_us, ts);
-	json_object_object_add(o, "ts", json_object_new_string(ts));
-	json_object_object_add(o, "seq", json_object_new_int64(r->seq));
-	json_object_object_add(o, "op", json_object_new_string(r->op));
-	json_object_object_add(o, "outcome", json_object_new_int64(r->outcome));
-	json_object_object_add(o, "uid", json_object_new_int64(r->uid));
-	json_object_object_add(o, "user", user ? json_object_new_string(user) : NULL);
-	json_object_object_add(o, "gid", json_object_new_int64(r->gid));
-	json_object_object_add(o, "groups", json_object_new_string(r->groups));
-	json_object_object_add(o, "auid", id_or_null(r->auid));
-	json_object_object_add(o, "ses", id_or_null(r->ses));
-	json_object_object_add(o, "pid", json_object_new_int64(r->pid));
-	json_object_object_add(o, "comm", json_object_new_string(r->comm));
-	json_object_object_add(o, "exe", json_object_new_string(r->exe));
-	if (r->has_subject)
-		crypt_hex(hex, r->subject, CRYPT_HASH_BYTES);
-	json_object_object_add(o, "subject",
-			       r->has_subject ? json_object_new_string(hex) : NULL);
-	json_object_object_add(o, "path",
-			       r->path_len ? json_object_new_string(path) : NULL);
-	json_object_object_add(o, "path2",
-			       r->path2_len ? json_object_new_string(path2) : NULL);
-	json_object_object_add(o, "flags", json_object_new_int64(r->flags));
-	json_object_object_add(o, "bytes", json_object_new_int64(r->bytes));
-	json_object_object_add(o, "count", json_object_new_int64(r->count));
-	json_object_object_add(o, "ref", json_object_new_int64(r->ref));
-	json_object_object_add(o, "detail", json_object_new_string(r->detail));
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 						       JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
@@ -395,7 +345,7 @@ static void print_row(const struct catalog_audit_row *r, const char *path,
 	char ts[40], ubuf[24], obuf[16], pid[24], bytes[24], subj[13] = "-", comm[32];
 	const char *user = user_name(r->uid);
 
-	iso_us(r->ts_us, ts);
+	cli_time_iso_us(r->ts_us, ts);
 	if (!user) {
 		snprintf(ubuf, sizeof(ubuf), "%" PRId64, r->uid);
 		user = ubuf;
@@ -682,7 +632,6 @@ int cmd_audit(int argc, char **argv)
 			ar.head = optarg;
 			break;
 		case 'h':
-		case OPT_HELP:
 			usage(stdout);
 			return CLI_OK;
 		default:

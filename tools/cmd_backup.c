@@ -57,7 +57,6 @@ enum {
 	OPT_WITH_TREE,
 	OPT_JSON,
 	OPT_YES,
-	OPT_HELP,
 };
 
 /* What a backup's manifest says. */
@@ -262,7 +261,7 @@ int cmd_backup(int argc, char **argv)
 		{"out", required_argument, NULL, OPT_OUT},
 		{"with-tree", no_argument, NULL, OPT_WITH_TREE},
 		{"json", no_argument, NULL, OPT_JSON},
-		{"help", no_argument, NULL, OPT_HELP},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *verb = "backup", *path, *out = NULL;
@@ -291,26 +290,12 @@ int cmd_backup(int argc, char **argv)
 		case OPT_JSON:
 			json = true;
 			break;
-		case 'h':
-		case OPT_HELP:
-			backup_usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(verb, "%s needs an argument", argv[optind - 1]);
-			backup_usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(verb, "unknown option %s", argv[optind - 1]);
-			backup_usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(verb, c, argv, backup_usage);
 		}
 	}
-	if (argc - optind != 1) {
-		cli_err(verb,
-			argc - optind == 0 ? "no STORE given" : "too many arguments");
-		backup_usage(stderr);
+	if (cli_operands(verb, argc, 1, "no STORE given", backup_usage))
 		return CLI_USAGE;
-	}
 	if (out == NULL || !*out) {
 		cli_err(verb, "--out DIR is required");
 		return CLI_USAGE;
@@ -801,7 +786,7 @@ int cmd_restore(int argc, char **argv)
 		{"from", required_argument, NULL, OPT_FROM},
 		{"ledger", required_argument, NULL, OPT_LEDGER},
 		{"yes", no_argument, NULL, OPT_YES},
-		{"help", no_argument, NULL, OPT_HELP},
+		{"help", no_argument, NULL, 'h'},
 		CLI_UNLOCK_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -839,26 +824,12 @@ int cmd_restore(int argc, char **argv)
 		case OPT_YES:
 			yes = true;
 			break;
-		case 'h':
-		case OPT_HELP:
-			restore_usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(verb, "%s needs an argument", argv[optind - 1]);
-			restore_usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(verb, "unknown option %s", argv[optind - 1]);
-			restore_usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(verb, c, argv, restore_usage);
 		}
 	}
-	if (argc - optind != 1) {
-		cli_err(verb,
-			argc - optind == 0 ? "no STORE given" : "too many arguments");
-		restore_usage(stderr);
+	if (cli_operands(verb, argc, 1, "no STORE given", restore_usage))
 		return CLI_USAGE;
-	}
 	if (from == NULL || !*from) {
 		cli_err(verb, "--from DIR is required");
 		return CLI_USAGE;

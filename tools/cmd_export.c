@@ -10,8 +10,10 @@
  * summary.txt (who accessed what and when, counts per user); optionally
  * packed as a tar archive by /bin/tar from a private 0700 staging
  * directory that is always removed.  The export is itself audited (op
- * "export").  Works on an unmounted store only: the daemon owns a mounted
- * one.  A damaged file is listed and skipped (exit 1); a failure to write
+ * "export").  On a mounted store the ciphertext is read as it stands and
+ * the daemon records the export (cli_audit_admin); a file that reads torn
+ * because it is being written is read once more, then listed as damaged.
+ * A damaged file is listed and skipped (exit 1); a failure to write
  * the package removes everything written so far, since a half package is
  * plaintext nobody asked to keep.
  */
@@ -34,6 +36,7 @@
 
 #include "audit.h"
 #include "cli.h"
+#include "control.h"
 #include "format.h"
 #include "linktarget.h"
 #include "names.h"
@@ -41,18 +44,19 @@
 
 #define VERB "export"
 #define COPY_BUF (64 * 1024)
+/* Pause before reading a torn file of a mounted store again (ns). */
+#define EXPORT_RETRY_NS 200000000L
 #define TAR_PROGRAM "/bin/tar"
 
 enum {
 	OPT_OUT = CLI_OPT_FIRST_FREE,
 	OPT_JSON,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
 	{"out", required_argument, NULL, OPT_OUT},
 	{"json", no_argument, NULL, OPT_JSON},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	CLI_UNLOCK_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -67,10 +71,11 @@ static void usage(FILE *f)
 	      "created, sha256 per file), audit.json (who accessed what and when,\n"
 	      "JSON lines as `custodian audit log --json`) and summary.txt.  With\n"
 	      "an --out ending in .tar, a tar archive instead of a directory.  The\n"
-	      "export is recorded in the audit log.  The store must not be\n"
-	      "mounted; DIR must not exist or be empty (it is made 0700).  Exit 1\n"
-	      "if any file is damaged (the others are still exported;\n"
-	      "manifest.json and standard error list it).\n"
+	      "export is recorded in the audit log.  The store may be mounted (a\n"
+	      "file being written that reads torn is read again once, then\n"
+	      "listed as damaged).  DIR must not exist or be empty (it is made\n"
+	      "0700).  Exit 1 if any file is damaged (the others are still\n"
+	      "exported; manifest.json and standard error list it).\n"
 	      "\n"
 	      "  --out DIR|FILE.tar  where to write the package (plaintext: keep\n"
 	      "                      it safe, hand it over, delete it)\n"
@@ -168,21 +173,6 @@ static char *join(const char *dir, const char *name)
 	return p;
 }
 
-/* UTC microseconds as ISO 8601 with microseconds (audit --json's "ts"). */
-static void iso_us(int64_t us, char out[40])
-{
-	time_t t = (time_t)(us / 1000000);
-	struct tm tm;
-	char base[24];
-
-	if (us < 0 || !gmtime_r(&t, &tm) ||
-	    !strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm)) {
-		snprintf(out, 40, "unknown");
-		return;
-	}
-	snprintf(out, 40, "%s.%06dZ", base, (int)(us % 1000000));
-}
-
 /* User name of uid, or NULL. */
 static const char *user_name(int64_t uid, char buf[64])
 {
@@ -220,6 +210,8 @@ struct export
 	uint64_t dirs;              /* directories below the root */
 	uint64_t links;             /* symlinks recreated */
 	uint64_t damaged;           /* entries that could not be read */
+	uint64_t retried;           /* files read a second time (mounted) */
+	bool live;                  /* the store is mounted: files may change */
 	uint64_t records;           /* audit records in audit.json */
 	struct usage_row *users;    /* per-uid counts */
 	size_t nusers;              /* used entries of users */
@@ -250,28 +242,32 @@ static void damaged(struct export *ex, const char *rel, const char *backing,
 	json_object_array_add(ex->entries, o);
 }
 
-/* Copies one record out; damaged ones are listed and removed again. */
-static void export_file(struct export *ex, int bdir, const char *bname, int odir,
-			const char *oname, const char *rel, const char *backing)
+/* One attempt at copying a record out.  True if it could not be read
+ * (*derr says why; nothing is left in the package), false if it was
+ * copied or the package itself failed (ex->err). */
+static bool export_file_try(struct export *ex, int bdir, const char *bname, int odir,
+			    const char *oname, const char *rel, int *derr)
 {
 	struct format_file ff;
 	struct crypt_sha256 sha;
 	struct stat sb;
 	char created[40], hex[65];
 	off_t size, off = 0;
-	bool made = false;
+	bool made = false, dmg = false;
 	int fd, ofd = -1, err;
 	json_object *o;
 
 	fd = openat(bdir, bname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &sb) != 0) {
-		damaged(ex, rel, backing, "file", -errno);
+		*derr = -errno;
+		dmg = true;
 		goto out;
 	}
 	size = format_plain_size(sb.st_size);
 	err = size < 0 ? -EIO : format_file_load(&ff, fd, ex->ring);
 	if (err < 0) {
-		damaged(ex, rel, backing, "file", err);
+		*derr = err;
+		dmg = true;
 		goto out;
 	}
 	ofd = openat(odir, oname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -288,7 +284,8 @@ static void export_file(struct export *ex, int bdir, const char *bname, int odir
 
 		if (n < 0) {
 			crypt_wipe(&sha, sizeof(sha));
-			damaged(ex, rel, backing, "file", (int)n);
+			*derr = (int)n;
+			dmg = true;
 			goto out;
 		}
 		if (n == 0)
@@ -327,7 +324,7 @@ static void export_file(struct export *ex, int bdir, const char *bname, int odir
 	json_object_object_add(o, "type", json_object_new_string("file"));
 	json_object_object_add(o, "size", json_object_new_int64(off));
 	if (ff.have_header)
-		iso_us(ff.hdr.birth_us, created);
+		cli_time_iso_us(ff.hdr.birth_us, created);
 	json_object_object_add(o, "created",
 			       ff.have_header ? json_object_new_string(created) : NULL);
 	json_object_object_add(o, "sha256", json_object_new_string(hex));
@@ -339,6 +336,33 @@ out:
 		(void)unlinkat(odir, oname, 0);
 	if (fd >= 0)
 		close(fd);
+	return dmg;
+}
+
+/* Copies one record out; damaged ones are listed and removed again.  On a
+ * mounted store a file being written at this moment may read torn (a
+ * block half rewritten fails authentication): it is read once more a
+ * moment later, and listed as damaged only if that fails too.  A file
+ * removed meanwhile is left out. */
+static void export_file(struct export *ex, int bdir, const char *bname, int odir,
+			const char *oname, const char *rel, const char *backing)
+{
+	int derr = 0;
+
+	if (!export_file_try(ex, bdir, bname, odir, oname, rel, &derr))
+		return;
+	if (ex->live && derr == -ENOENT)
+		return;
+	if (ex->live && !interrupted) {
+		ex->retried++;
+		(void)nanosleep(&(struct timespec){0, EXPORT_RETRY_NS}, NULL);
+		derr = 0;
+		if (!export_file_try(ex, bdir, bname, odir, oname, rel, &derr))
+			return;
+		if (derr == -ENOENT)
+			return;
+	}
+	damaged(ex, rel, backing, "file", derr);
 }
 
 static void export_link(struct export *ex, int bdir, const char *bname, int odir,
@@ -509,11 +533,6 @@ static void path_text(struct export *ex, const uint8_t *sealed, size_t len, char
 		snprintf(out, cap, "(shredded)"); /* as `audit log` says */
 }
 
-static json_object *id_or_null(int64_t v)
-{
-	return v == AUDIT_UNSET ? NULL : json_object_new_int64(v);
-}
-
 static bool is_change(const char *op)
 {
 	static const char *const ops[] = {"create",  "write",   "unlink",
@@ -535,7 +554,7 @@ static int write_audit(struct export *ex, const uint8_t hash[CRYPT_HASH_BYTES],
 	struct catalog_audit_iter *it = NULL;
 	struct catalog_audit_row *r = malloc(sizeof(*r));
 	char *path = malloc(AUDIT_PATH_MAX + 1), *path2 = malloc(AUDIT_PATH_MAX + 1);
-	char ts[40], hex[2 * CRYPT_HASH_BYTES + 1], ubuf[64];
+	char ts[40], ubuf[64];
 	int rc;
 
 	if (!r || !path || !path2) {
@@ -553,10 +572,9 @@ static int write_audit(struct export *ex, const uint8_t hash[CRYPT_HASH_BYTES],
 	while ((rc = catalog_audit_next(it, r)) == 1) {
 		const char *user = user_name(r->uid, ubuf);
 		struct usage_row *u = user_row(ex, r->uid);
-		json_object *o = json_object_new_object();
+		json_object *o;
 
 		if (u == NULL) {
-			json_object_put(o);
 			rc = -ENOMEM;
 			break;
 		}
@@ -570,34 +588,12 @@ static int write_audit(struct export *ex, const uint8_t hash[CRYPT_HASH_BYTES],
 		u->last = r->ts_us;
 		path_text(ex, r->path, r->path_len, path, AUDIT_PATH_MAX + 1);
 		path_text(ex, r->path2, r->path2_len, path2, AUDIT_PATH_MAX + 1);
-		iso_us(r->ts_us, ts);
-		crypt_hex(hex, r->subject, CRYPT_HASH_BYTES);
-		json_object_object_add(o, "ts", json_object_new_string(ts));
-		json_object_object_add(o, "seq", json_object_new_int64(r->seq));
-		json_object_object_add(o, "op", json_object_new_string(r->op));
-		json_object_object_add(o, "outcome", json_object_new_int64(r->outcome));
-		json_object_object_add(o, "uid", json_object_new_int64(r->uid));
-		json_object_object_add(o, "user",
-				       user ? json_object_new_string(user) : NULL);
-		json_object_object_add(o, "gid", json_object_new_int64(r->gid));
-		json_object_object_add(o, "groups", json_object_new_string(r->groups));
-		json_object_object_add(o, "auid", id_or_null(r->auid));
-		json_object_object_add(o, "ses", id_or_null(r->ses));
-		json_object_object_add(o, "pid", json_object_new_int64(r->pid));
-		json_object_object_add(o, "comm", json_object_new_string(r->comm));
-		json_object_object_add(o, "exe", json_object_new_string(r->exe));
-		json_object_object_add(o, "subject",
-				       r->has_subject ? json_object_new_string(hex)
-						      : NULL);
-		json_object_object_add(o, "path",
-				       r->path_len ? json_object_new_string(path) : NULL);
-		json_object_object_add(
-			o, "path2", r->path2_len ? json_object_new_string(path2) : NULL);
-		json_object_object_add(o, "flags", json_object_new_int64(r->flags));
-		json_object_object_add(o, "bytes", json_object_new_int64(r->bytes));
-		json_object_object_add(o, "count", json_object_new_int64(r->count));
-		json_object_object_add(o, "ref", json_object_new_int64(r->ref));
-		json_object_object_add(o, "detail", json_object_new_string(r->detail));
+		cli_time_iso_us(r->ts_us, ts);
+		o = cli_audit_json(r, user, path, path2);
+		if (o == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
 		fputs(json_object_to_json_string_ext(
 			      o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
 		      json);
@@ -786,8 +782,8 @@ static int write_package(struct export *ex, int outfd, int rootfd, const char *i
 			char num[24];
 
 			snprintf(num, sizeof(num), "uid %" PRId64, u->uid);
-			iso_us(u->first, t1);
-			iso_us(u->last, t2);
+			cli_time_iso_us(u->first, t1);
+			cli_time_iso_us(u->last, t2);
 			fprintf(sm,
 				"  %-12s %8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %8" PRIu64
 				"  %-27s %s\n",
@@ -931,7 +927,7 @@ int cmd_export(int argc, char **argv)
 	char *real = NULL, *outabs = NULL, *staging = NULL, *root = NULL, *backing = NULL;
 	const char *path, *id, *out = NULL;
 	bool json = false, tar, made_out = false, made_tar = false, keep = false;
-	bool signals = false;
+	bool signals = false, mounted;
 	int c, err, pfd = -1, rootfd = -1, outfd = -1, ret = CLI_FAIL;
 	uint64_t seq = 0;
 
@@ -947,36 +943,20 @@ int cmd_export(int argc, char **argv)
 		case OPT_JSON:
 			json = true;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(VERB, "%s needs an argument", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(VERB, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(VERB, c, argv, usage);
 		}
 	}
-	if (argc - optind != 2) {
-		cli_err(VERB, argc - optind < 2 ? "STORE and SUBJECT are required"
-						: "too many arguments");
-		usage(stderr);
+	if (cli_operands(VERB, argc, 2, "STORE and SUBJECT are required", usage))
 		return CLI_USAGE;
-	}
 	path = argv[optind];
 	id = argv[optind + 1];
 	if (out == NULL || out[0] == '\0') {
 		cli_err(VERB, "--out DIR|FILE.tar is required");
 		return CLI_USAGE;
 	}
-	if (subjects_id_check(id) < 0) {
-		cli_err(VERB, "'%s' is not a subject id (a directory name)", id);
+	if (cli_check_subject_id(VERB, id))
 		return CLI_USAGE;
-	}
 	tar = ends_with(out, ".tar");
 
 	real = realpath(path, NULL);
@@ -984,10 +964,9 @@ int cmd_export(int argc, char **argv)
 		cli_err(VERB, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (cli_store_mounted(real)) {
-		cli_err(VERB, "%s is mounted; unmount it first", path);
-		goto out;
-	}
+	/* Mounted: the ciphertext is read as it is (read-only), the daemon
+	 * records the export; files written meanwhile are read twice. */
+	mounted = cli_store_mounted(real);
 	/* Refuse a destination in the way before asking for the passphrase. */
 	outabs = abs_path(out);
 	if (outabs == NULL) {
@@ -1013,7 +992,7 @@ int cmd_export(int argc, char **argv)
 		}
 	}
 
-	if (cli_open_unlocked(VERB, path, false, &how, &st) < 0)
+	if (cli_open_unlocked(VERB, path, mounted, &how, &st) < 0)
 		goto out;
 	info = calloc(1, sizeof(*info));
 	if (info == NULL) {
@@ -1036,7 +1015,7 @@ int cmd_export(int argc, char **argv)
 	}
 	/* The log is opened before any plaintext is written: an export that
 	 * cannot be recorded does not happen.  -EBUSY: mounted meanwhile. */
-	err = audit_open(st, NULL, &a);
+	err = mounted ? 0 : audit_open(st, NULL, &a);
 	if (err == -EBUSY) {
 		cli_err(VERB, "%s is mounted; unmount it first", path);
 		goto out;
@@ -1138,6 +1117,7 @@ int cmd_export(int argc, char **argv)
 	}
 
 	ex.st = st;
+	ex.live = mounted;
 	ex.ring = ring;
 	ex.root = root;
 	ex.entries = json_object_new_array();
@@ -1147,6 +1127,16 @@ int cmd_export(int argc, char **argv)
 		goto out;
 	}
 	operator_name(who);
+	if (mounted) {
+		char reply[CONTROL_MSG_MAX];
+
+		/* The daemon batches its records: commit them, so audit.json
+		 * holds what was done up to now. */
+		if (control_request(real, "audit-flush", reply, sizeof(reply)) < 0)
+			cli_err(VERB,
+				"warning: the running daemon did not commit its latest "
+				"audit records; audit.json may miss the last moments");
+	}
 	err = write_package(&ex, outfd, rootfd, id, info, backing, who);
 	rootfd = -1; /* closed by the walk */
 	if (err == 0 && interrupted)
@@ -1163,8 +1153,9 @@ int cmd_export(int argc, char **argv)
 		snprintf(detail, sizeof(detail), "failed; nothing kept");
 	else
 		snprintf(detail, sizeof(detail),
-			 "files %" PRIu64 ", damaged %" PRIu64 ", %s", ex.files,
-			 ex.damaged, tar ? "tar" : "directory");
+			 "files %" PRIu64 ", damaged %" PRIu64 ", %s%s", ex.files,
+			 ex.damaged, tar ? "tar" : "directory",
+			 mounted ? ", mounted" : "");
 	{
 		struct audit_who w;
 		struct audit_event ev = {
@@ -1179,9 +1170,18 @@ int cmd_export(int argc, char **argv)
 		int aerr;
 
 		audit_who_self(&w);
-		aerr = audit_append(a, &ev, &seq);
-		if (aerr == 0)
-			aerr = audit_flush(a);
+		if (mounted) {
+			/* Through the daemon, which holds the log: with the
+			 * subject's hash but without its path (the daemon
+			 * would seal it under the volume keys, where it
+			 * would outlive a shred). */
+			aerr = cli_audit_admin_ex(VERB, st, AUDIT_OP_EXPORT, ev.outcome,
+						  NULL, info->hash, detail, &seq);
+		} else {
+			aerr = audit_append(a, &ev, &seq);
+			if (aerr == 0)
+				aerr = audit_flush(a);
+		}
 		if (aerr < 0 && err == 0) {
 			cli_err(VERB,
 				"the export could not be recorded in the audit log (%s); "
@@ -1209,6 +1209,7 @@ int cmd_export(int argc, char **argv)
 		json_object_object_add(o, "directories", json_object_new_uint64(ex.dirs));
 		json_object_object_add(o, "symlinks", json_object_new_uint64(ex.links));
 		json_object_object_add(o, "damaged", json_object_new_uint64(ex.damaged));
+		json_object_object_add(o, "retried", json_object_new_uint64(ex.retried));
 		json_object_object_add(o, "audit_records",
 				       json_object_new_uint64(ex.records));
 		json_object_object_add(o, "audit_seq", json_object_new_uint64(seq));

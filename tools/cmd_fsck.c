@@ -49,7 +49,6 @@ enum {
 	OPT_REPAIR,
 	OPT_DRY_RUN,
 	OPT_YES,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
@@ -59,7 +58,7 @@ static const struct option longopts[] = {
 	{"repair", no_argument, NULL, OPT_REPAIR},
 	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 	{"yes", no_argument, NULL, OPT_YES},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
 
@@ -706,26 +705,12 @@ int cmd_fsck(int argc, char **argv)
 		case OPT_YES:
 			yes = true;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(VERB, "%s needs an argument", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(VERB, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(VERB, c, argv, usage);
 		}
 	}
-	if (argc - optind != 1) {
-		cli_err(VERB,
-			argc - optind == 0 ? "no STORE given" : "too many arguments");
-		usage(stderr);
+	if (cli_operands(VERB, argc, 1, "no STORE given", usage))
 		return CLI_USAGE;
-	}
 	path = argv[optind];
 	if ((dry_run || yes) && !do_repair) {
 		cli_err(VERB, "--dry-run and --yes go with --repair");

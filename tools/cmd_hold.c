@@ -16,7 +16,9 @@
  *
  * hold|release also take `--path /dir` instead of SUBJECT: a legal hold on
  * a directory and everything beneath it (retention_hold_set, fs/retention.h;
- * the path and reason are kept sealed under the volume keys), and
+ * the path and reason are kept sealed under the volume keys; on a mounted
+ * store this tool writes the catalogue, the daemon records the change with
+ * the path (audit-admin) and reloads its holds (holds-reload)), and
  * `custodian hold STORE --list [--json]` lists every hold, subject and
  * directory, with its reason.
  */
@@ -44,7 +46,6 @@ enum {
 	OPT_PATH,
 	OPT_LIST,
 	OPT_JSON,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
@@ -52,7 +53,7 @@ static const struct option longopts[] = {
 	{"path", required_argument, NULL, OPT_PATH},
 	{"list", no_argument, NULL, OPT_LIST},
 	{"json", no_argument, NULL, OPT_JSON},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	CLI_UNLOCK_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -310,6 +311,46 @@ static void norm_dir(const char *in, char *out, size_t cap)
 	out[o] = 0;
 }
 
+/* Records a change (or its refusal, err < 0) of an unmounted store in the
+ * log this process holds: of a subject (subject) or a directory (dir).  A
+ * change that could not be audited is only warned about: it is made. */
+static void audit_change(struct audit *a, const char *verb, int err,
+			 const uint8_t *subject, const char *dir)
+{
+	struct audit_event ev = {0};
+	struct audit_who who;
+	uint64_t seq;
+
+	audit_who_self(&who);
+	ev.op = verb;
+	ev.outcome = err < 0 ? -err : 0;
+	ev.who = &who;
+	ev.subject = subject;
+	ev.path = dir;
+	ev.detail = dir ? "directory hold" : NULL;
+	if (audit_append(a, &ev, &seq) < 0 && err == 0)
+		cli_err(verb, "warning: the change could not be audited");
+}
+
+/* Tells the daemon of a mounted store that the directory holds changed in
+ * the catalogue, so its next operation obeys; prints the error. */
+static int reload_holds(const char *verb, const char *path)
+{
+	char reply[CONTROL_MSG_MAX];
+	int err = control_request(path, "holds-reload", reply, sizeof(reply));
+
+	if (err < 0)
+		cli_err(verb,
+			"%s: the hold is stored but the running daemon did not reload "
+			"it (it applies from the next mount): %s",
+			path,
+			err == -ENOENT || err == -ECONNREFUSED
+				? "the daemon does not answer"
+			: reply[0] ? reply
+				   : strerror(-err));
+	return err;
+}
+
 static int do_path(const struct flag_verb *fv, const char *path, const char *given,
 		   const char *reason, const struct cli_unlock *how)
 {
@@ -317,7 +358,7 @@ static int do_path(const struct flag_verb *fv, const char *path, const char *giv
 	char dir[RETENTION_PATH_MAX];
 	struct audit *a = NULL;
 	struct store *st = NULL;
-	bool changed = false;
+	bool changed = false, mounted;
 	int err, ret = CLI_FAIL;
 
 	if (given[0] != '/') {
@@ -330,21 +371,21 @@ static int do_path(const struct flag_verb *fv, const char *path, const char *giv
 		return CLI_USAGE;
 	}
 	norm_dir(given, dir, sizeof(dir));
-	if (cli_store_mounted(path)) {
-		cli_err(verb,
-			"%s is mounted; unmount it first (live changes come with the "
-			"daemon's control channel)",
-			path);
-		return CLI_FAIL;
-	}
+	/* Mounted: the catalogue is SQLite in WAL mode with a busy timeout,
+	 * so this process may change the hold while the daemon runs; the
+	 * daemon, which holds the audit log, records the change and is then
+	 * told to reload its holds. */
+	mounted = cli_store_mounted(path);
 	if (cli_open_unlocked(verb, path, false, how, &st) < 0)
 		return CLI_FAIL;
-	err = audit_open(st, NULL, &a);
-	if (err < 0) {
-		cli_err(verb, "%s: %s", path,
-			err == -EBUSY ? "the store is in use (mounted?)"
-				      : store_strerror(err));
-		goto out;
+	if (!mounted) {
+		err = audit_open(st, NULL, &a);
+		if (err < 0) {
+			cli_err(verb, "%s: %s", path,
+				err == -EBUSY ? "the store is in use (mounted?)"
+					      : store_strerror(err));
+			goto out;
+		}
 	}
 	/* A hold is placed on what exists; a release must find the hold (a
 	 * mistyped path must not look like a lifted hold). */
@@ -362,19 +403,15 @@ static int do_path(const struct flag_verb *fv, const char *path, const char *giv
 					 &changed);
 	if (err == 0 && !fv->on && !changed)
 		err = -ESRCH; /* held only through an ancestor's hold */
-	{
-		struct audit_event ev = {0};
-		struct audit_who who;
-		uint64_t seq;
-
-		audit_who_self(&who);
-		ev.op = verb;
-		ev.outcome = err < 0 ? -err : 0;
-		ev.who = &who;
-		ev.path = dir;
-		ev.detail = "directory hold";
-		if (audit_append(a, &ev, &seq) < 0 && err == 0)
+	if (mounted) {
+		if (cli_audit_admin_ex(verb, st, verb, err, dir, NULL, "directory hold",
+				       NULL) < 0 &&
+		    err == 0)
 			cli_err(verb, "warning: the change could not be audited");
+		if (err == 0 && reload_holds(verb, path) < 0)
+			goto out;
+	} else {
+		audit_change(a, verb, err, NULL, dir);
 	}
 	if (err < 0) {
 		cli_err(verb, "%s: %s", dir,
@@ -454,9 +491,9 @@ static int run(int argc, char **argv, const struct flag_verb *fv)
 		case OPT_LIST:
 		case OPT_JSON:
 			if (!fv->paths || (c != OPT_PATH && !fv->on)) {
-				cli_err(verb, "unknown option %s", argv[optind - 1]);
+				ret = cli_getopt_fail(verb, '?', argv, NULL);
 				usage(stderr, fv);
-				return CLI_USAGE;
+				return ret;
 			}
 			if (c == OPT_PATH)
 				dir = optarg;
@@ -465,18 +502,10 @@ static int run(int argc, char **argv, const struct flag_verb *fv)
 			else
 				json = true;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout, fv);
-			return CLI_OK;
-		case ':':
-			cli_err(verb, "%s needs an argument", argv[optind - 1]);
-			usage(stderr, fv);
-			return CLI_USAGE;
 		default:
-			cli_err(verb, "unknown option %s", argv[optind - 1]);
-			usage(stderr, fv);
-			return CLI_USAGE;
+			ret = cli_getopt_fail(verb, c, argv, NULL);
+			usage(ret == CLI_OK ? stdout : stderr, fv);
+			return ret;
 		}
 	}
 	if (list || dir || json) {
@@ -493,38 +522,19 @@ static int run(int argc, char **argv, const struct flag_verb *fv)
 		}
 		if (list)
 			return do_list(verb, argv[optind], &how, json);
-		if (reason == NULL || reason[0] == '\0') {
-			cli_err(verb, "--reason is required");
+		if (cli_check_reason(verb, reason, RETENTION_REASON_MAX))
 			return CLI_USAGE;
-		}
-		if (strlen(reason) >= RETENTION_REASON_MAX) {
-			cli_err(verb, "--reason is longer than %d bytes",
-				RETENTION_REASON_MAX - 1);
-			return CLI_USAGE;
-		}
 		return do_path(fv, argv[optind], dir, reason, &how);
 	}
-	if (argc - optind != 2) {
-		cli_err(verb, argc - optind < 2 ? "STORE and SUBJECT are required"
-						: "too many arguments");
+	if (cli_operands(verb, argc, 2, "STORE and SUBJECT are required", NULL)) {
 		usage(stderr, fv);
 		return CLI_USAGE;
 	}
 	path = argv[optind];
 	id = argv[optind + 1];
-	if (reason == NULL || reason[0] == '\0') {
-		cli_err(verb, "--reason is required");
+	if (cli_check_reason(verb, reason, SUBJECTS_REASON_MAX) ||
+	    cli_check_subject_id(verb, id))
 		return CLI_USAGE;
-	}
-	if (strlen(reason) >= SUBJECTS_REASON_MAX) {
-		cli_err(verb, "--reason is longer than %d bytes",
-			SUBJECTS_REASON_MAX - 1);
-		return CLI_USAGE;
-	}
-	if (subjects_id_check(id) < 0) {
-		cli_err(verb, "'%s' is not a subject id (a directory name)", id);
-		return CLI_USAGE;
-	}
 	if (cli_store_mounted(path))
 		return flag_live(fv, path, id, reason);
 	if (cli_open_unlocked(verb, path, false, &how, &st) < 0)
@@ -538,19 +548,7 @@ static int run(int argc, char **argv, const struct flag_verb *fv)
 	}
 	subjects_hash(st->mk, id, hash);
 	err = fv->set(st, hash, fv->on, reason, &changed);
-	{
-		struct audit_event ev = {0};
-		struct audit_who who;
-		uint64_t seq;
-
-		audit_who_self(&who);
-		ev.op = verb;
-		ev.outcome = err < 0 ? -err : 0;
-		ev.who = &who;
-		ev.subject = hash;
-		if (audit_append(a, &ev, &seq) < 0 && err == 0)
-			cli_err(verb, "warning: the change could not be audited");
-	}
+	audit_change(a, verb, err, hash, NULL);
 	if (err < 0) {
 		cli_err(verb, "%s: %s", id,
 			err == -ENOENT    ? "no such subject"

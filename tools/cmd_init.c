@@ -21,7 +21,6 @@ enum {
 	OPT_KDF_OPS = CLI_OPT_FIRST_FREE,
 	OPT_KDF_MEM,
 	OPT_JSON,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
@@ -29,7 +28,7 @@ static const struct option longopts[] = {
 	{"kdf-ops", required_argument, NULL, OPT_KDF_OPS},
 	{"kdf-mem", required_argument, NULL, OPT_KDF_MEM},
 	{"json", no_argument, NULL, OPT_JSON},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
 
@@ -116,26 +115,12 @@ int cmd_init(int argc, char **argv)
 		case OPT_JSON:
 			json = true;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(VERB, "%s needs an argument", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(VERB, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(VERB, c, argv, usage);
 		}
 	}
-	if (argc - optind != 1) {
-		cli_err(VERB,
-			argc - optind == 0 ? "no STORE given" : "too many arguments");
-		usage(stderr);
+	if (cli_operands(VERB, argc, 1, "no STORE given", usage))
 		return CLI_USAGE;
-	}
 	path = argv[optind];
 
 	if (precheck(path) < 0)

@@ -39,7 +39,6 @@ enum {
 	OPT_VERSION,
 	OPT_JSON,
 	OPT_FILE,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
@@ -48,7 +47,7 @@ static const struct option longopts[] = {
 	{"version", required_argument, NULL, OPT_VERSION},
 	{"json", no_argument, NULL, OPT_JSON},
 	{"file", required_argument, NULL, OPT_FILE},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	CLI_UNLOCK_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -730,7 +729,6 @@ int cmd_policy(int argc, char **argv)
 				return CLI_USAGE;
 			break;
 		case 'h':
-		case OPT_HELP:
 			usage(stdout);
 			return CLI_OK;
 		default:

@@ -31,13 +31,12 @@
 enum {
 	OPT_FORMAT = CLI_OPT_FIRST_FREE,
 	OPT_OUT,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
 	{"format", required_argument, NULL, OPT_FORMAT},
 	{"out", required_argument, NULL, OPT_OUT},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	CLI_UNLOCK_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -456,26 +455,12 @@ int cmd_report(int argc, char **argv)
 		case OPT_OUT:
 			outfile = optarg;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(VERB, "%s needs an argument", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(VERB, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(VERB, c, argv, usage);
 		}
 	}
-	if (argc - optind != 1) {
-		cli_err(VERB,
-			argc - optind < 1 ? "STORE is required" : "too many arguments");
-		usage(stderr);
+	if (cli_operands(VERB, argc, 1, "STORE is required", usage))
 		return CLI_USAGE;
-	}
 	path = argv[optind];
 	if (cli_open_unlocked(VERB, path, true, &how, &st) < 0)
 		goto out;

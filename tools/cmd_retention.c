@@ -43,7 +43,6 @@ enum {
 	OPT_ACCEPT_CLOCK,
 	OPT_MAX_JUMP,
 	OPT_TEST_STOP,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
@@ -54,7 +53,7 @@ static const struct option longopts[] = {
 	{"accept-clock", no_argument, NULL, OPT_ACCEPT_CLOCK},
 	{"max-clock-jump", required_argument, NULL, OPT_MAX_JUMP},
 	{"test-stop-after", required_argument, NULL, OPT_TEST_STOP}, /* hidden */
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	CLI_UNLOCK_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -969,26 +968,12 @@ int cmd_retention(int argc, char **argv)
 					  &ar.stop_after) < 0)
 				return CLI_USAGE;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(VERB, "%s needs an argument", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(VERB, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(VERB, c, argv, usage);
 		}
 	}
-	if (argc - optind != 2) {
-		cli_err(VERB, argc - optind < 2 ? "report|sweep and STORE are required"
-						: "too many arguments");
-		usage(stderr);
+	if (cli_operands(VERB, argc, 2, "report|sweep and STORE are required", usage))
 		return CLI_USAGE;
-	}
 	ar.sub = argv[optind];
 	ar.path = argv[optind + 1];
 	if (strcmp(ar.sub, "report") == 0) {

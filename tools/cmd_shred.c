@@ -36,7 +36,6 @@ enum {
 	OPT_DRY_RUN,
 	OPT_YES,
 	OPT_JSON,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
@@ -44,7 +43,7 @@ static const struct option longopts[] = {
 	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 	{"yes", no_argument, NULL, OPT_YES},
 	{"json", no_argument, NULL, OPT_JSON},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	CLI_UNLOCK_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -305,41 +304,17 @@ int cmd_shred(int argc, char **argv)
 		case OPT_JSON:
 			json = true;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(VERB, "%s needs an argument", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(VERB, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(VERB, c, argv, usage);
 		}
 	}
-	if (argc - optind != 2) {
-		cli_err(VERB, argc - optind < 2 ? "STORE and SUBJECT are required"
-						: "too many arguments");
-		usage(stderr);
+	if (cli_operands(VERB, argc, 2, "STORE and SUBJECT are required", usage))
 		return CLI_USAGE;
-	}
 	path = argv[optind];
 	id = argv[optind + 1];
-	if (reason == NULL || reason[0] == '\0') {
-		cli_err(VERB, "--reason is required");
+	if (cli_check_reason(VERB, reason, SUBJECTS_REASON_MAX) ||
+	    cli_check_subject_id(VERB, id))
 		return CLI_USAGE;
-	}
-	if (subjects_id_check(id) < 0) {
-		cli_err(VERB, "'%s' is not a subject id (a directory name)", id);
-		return CLI_USAGE;
-	}
-	if (strlen(reason) >= SUBJECTS_REASON_MAX) {
-		cli_err(VERB, "--reason is longer than %d bytes",
-			SUBJECTS_REASON_MAX - 1);
-		return CLI_USAGE;
-	}
 	if (strlen(id) >= SUBJECTS_ID_CHECK_MIN && strcasestr(reason, id)) {
 		cli_err(VERB, "--reason must not name the subject (the ledger keeps it "
 			      "after the shred)");

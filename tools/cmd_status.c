@@ -26,12 +26,11 @@
 
 enum {
 	OPT_JSON = CLI_OPT_FIRST_FREE,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
 
@@ -103,24 +102,6 @@ static void count_tree(int dirfd, struct tree_count *tc)
 	closedir(d);
 }
 
-/* Undoes the octal escapes (\040 etc.) of a /proc/self/mounts field. */
-static void mounts_unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r != '\0'; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' &&
-		    r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
 /* Finds a custodian mount of the store whose realpath is `real`; fills
  * mountpoint (malloc'd) or leaves it NULL. */
 static void find_mount(const char *real, char **mountpoint)
@@ -142,10 +123,10 @@ static void find_mount(const char *real, char **mountpoint)
 		/* fuse.custodian from the daemon; fuse.custodianfs via fstab. */
 		if (strncmp(type, "fuse.custodian", 14) != 0)
 			continue;
-		mounts_unescape(src);
+		cli_mounts_unescape(src);
 		if (strcmp(src, real) != 0)
 			continue;
-		mounts_unescape(dst);
+		cli_mounts_unescape(dst);
 		free(*mountpoint);
 		*mountpoint = strdup(dst); /* the last mount is the visible one */
 	}
@@ -211,22 +192,12 @@ int cmd_status(int argc, char **argv)
 		case OPT_JSON:
 			json = true;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			return CLI_OK;
 		default:
-			cli_err(VERB, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(VERB, c, argv, usage);
 		}
 	}
-	if (argc - optind != 1) {
-		cli_err(VERB,
-			argc - optind == 0 ? "no STORE given" : "too many arguments");
-		usage(stderr);
+	if (cli_operands(VERB, argc, 1, "no STORE given", usage))
 		return CLI_USAGE;
-	}
 	path = argv[optind];
 
 	err = store_open(path, true, &st);

@@ -27,14 +27,13 @@ enum {
 	OPT_JSON = CLI_OPT_FIRST_FREE,
 	OPT_LEDGER,
 	OPT_APPLY,
-	OPT_HELP,
 };
 
 static const struct option longopts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"ledger", no_argument, NULL, OPT_LEDGER},
 	{"apply-ledger", required_argument, NULL, OPT_APPLY},
-	{"help", no_argument, NULL, OPT_HELP},
+	{"help", no_argument, NULL, 'h'},
 	CLI_UNLOCK_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -357,26 +356,12 @@ int cmd_subjects(int argc, char **argv)
 		case OPT_APPLY:
 			apply = optarg;
 			break;
-		case 'h':
-		case OPT_HELP:
-			usage(stdout);
-			return CLI_OK;
-		case ':':
-			cli_err(VERB, "%s needs an argument", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
 		default:
-			cli_err(VERB, "unknown option %s", argv[optind - 1]);
-			usage(stderr);
-			return CLI_USAGE;
+			return cli_getopt_fail(VERB, c, argv, usage);
 		}
 	}
-	if (argc - optind != 1) {
-		cli_err(VERB,
-			argc - optind == 0 ? "no STORE given" : "too many arguments");
-		usage(stderr);
+	if (cli_operands(VERB, argc, 1, "no STORE given", usage))
 		return CLI_USAGE;
-	}
 	if ((ledger || apply) && json) {
 		cli_err(VERB,
 			"--json lists subjects; it does not combine with --ledger or "

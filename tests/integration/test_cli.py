@@ -189,6 +189,52 @@ def test_usage_errors(verb, scratch):
     assert "too many arguments" in r.err
 
 
+# Every verb ends its option parsing the same way (cli_getopt_fail and
+# cli_operands in tools/cli.c): verb -> (operands, message when too few, an
+# option that takes an argument).
+OPERANDS = {
+    "init": (1, "no STORE given", "--passfile"),
+    "passwd": (1, "no STORE given", "--passfile"),
+    "status": (1, "no STORE given", None),
+    "fsck": (1, "no STORE given", "--passfile"),
+    "subjects": (1, "no STORE given", "--apply-ledger"),
+    "backup": (1, "no STORE given", "--out"),
+    "restore": (1, "no STORE given", "--from"),
+    "report": (1, "STORE is required", "--out"),
+    "shred": (2, "STORE and SUBJECT are required", "--reason"),
+    "export": (2, "STORE and SUBJECT are required", "--out"),
+    "hold": (2, "STORE and SUBJECT are required", "--reason"),
+    "release": (2, "STORE and SUBJECT are required", "--reason"),
+    "restrict": (2, "STORE and SUBJECT are required", "--reason"),
+    "unrestrict": (2, "STORE and SUBJECT are required", "--reason"),
+    "retention": (2, "report|sweep and STORE are required", "--now"),
+}
+
+
+@pytest.mark.parametrize("verb", sorted(OPERANDS))
+def test_option_and_operand_errors_every_verb(verb):
+    want, missing, opt = OPERANDS[verb]
+    r = tool(verb, "--no-such-option", check=False)
+    assert r.returncode == 2 and r.out == ""
+    assert r.err.startswith(f"custodian: {verb}: unknown option --no-such-option\n"), r.err
+    assert "usage: custodian" in r.err
+    if opt:
+        r = tool(verb, opt, check=False)
+        assert r.returncode == 2 and r.out == ""
+        assert r.err.startswith(f"custodian: {verb}: {opt} needs an argument\n"), r.err
+        assert "usage: custodian" in r.err
+    r = tool(verb, *["x"] * (want - 1), check=False)
+    assert r.returncode == 2 and r.out == ""
+    assert r.err.startswith(f"custodian: {verb}: {missing}\n"), r.err
+    assert "usage: custodian" in r.err
+    r = tool(verb, *["x"] * (want + 1), check=False)
+    assert r.returncode == 2 and r.out == ""
+    assert r.err.startswith(f"custodian: {verb}: too many arguments\n"), r.err
+    for flag in ("--help", "-h"):
+        r = tool(verb, flag, "--no-such-option")  # help wins, on stdout
+        assert r.out.startswith("usage: custodian") and r.err == ""
+
+
 # --- init ----------------------------------------------------------------------
 
 def test_init_output_and_layout(cstore):

@@ -15,6 +15,7 @@ and prints "root BACKING" then "REL<TAB>BACKING" per entry, so the tests can
 damage or copy the ciphertext of a known file.  test_fsck_subjects.py reuses it.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ import pytest
 
 import helpers
 from helpers import tool
+from test_subjects_daemon import sm  # noqa: F401 (fixture)
 
 MKSUBJECT_C = r"""
 #include <errno.h>
@@ -460,12 +462,91 @@ def test_refusals(subj, scratch, mount_factory, mksubject):
     assert (scratch / "y" / "audit.json").read_text() == ""
     assert any(r["op"] == "shred" for r in audit_ops(st, "C-2"))
 
+    # mounted: the same refusals (test_export_mounted has the live export)
     m = mount_factory(st)
-    r = export(st, "C-1", scratch / "z", check=False)
+    r = export(st, "C-9", scratch / "z", check=False)
     m.stop()
     assert r.returncode == 1
-    assert r.err.strip() == f"custodian: export: {st.path} is mounted; unmount it first"
+    assert r.err.strip() == "custodian: export: C-9: no such subject (or shredded)"
     assert not (scratch / "z").exists()
+
+
+def test_export_mounted(sm, scratch):
+    """A DPO answers a request on a live system: the subject made through
+    the mount (policy: /customers/* are subject roots) is exported while
+    mounted, and the daemon records the export."""
+    st = sm.store
+    d = sm.mnt / "customers" / "C-77"
+    os.mkdir(d)
+    os.mkdir(d / "calls")
+    files = {"letter.txt": b"dear custodian " * 100,
+             "calls/call-1.txt": os.urandom(70000)}
+    for rel, data in files.items():
+        (d / rel).write_bytes(data)
+    out = scratch / "live"
+    r = export(st, "C-77", out, "--json")
+    res = json.loads(r.out)
+    assert (res["files"], res["damaged"], res["retried"]) == (2, 0, 0), res
+    got = tree_listing(out / "files")
+    assert got == {"calls": ("d", None), "letter.txt": ("f", files["letter.txt"]),
+                   "calls/call-1.txt": ("f", files["calls/call-1.txt"])}
+    m = json.loads((out / "manifest.json").read_text())
+    sha = {e["path"]: e["sha256"] for e in m["files"] if e.get("sha256")}
+    assert sha["letter.txt"] == hashlib.sha256(files["letter.txt"]).hexdigest()
+    # the history of the subject includes what was done through the mount
+    hist = [json.loads(x) for x in (out / "audit.json").read_text().splitlines()]
+    assert any(h["op"] == "create" for h in hist), hist
+
+    # the daemon recorded the export, in the subject's history (no path:
+    # the daemon would seal it under the volume keys, outliving a shred)
+    def exports():
+        r = tool("audit", "log", st.path, "--op", "export", "--json", "--passfile",
+                 st.passfile)
+        return [json.loads(x) for x in r.out.splitlines() if x.strip()]
+    ex = exports()
+    assert len(ex) == 1 and ex[0]["outcome"] == 0, ex
+    assert ex[0]["seq"] == res["audit_seq"]
+    assert ex[0]["detail"] == "files 2, damaged 0, directory, mounted"
+    assert "path" not in ex[0] or ex[0]["path"] is None
+    assert [x["seq"] for x in audit_ops(st, "C-77") if x["op"] == "export"] == [ex[0]["seq"]]
+    # the control verb refuses a malformed subject field
+    for bad in ("subject=zz", "subject=" + "a" * 63, "subject=" + "a" * 65):
+        code, text = helpers.control(st, f"audit-admin {os.getpid()} export 0 {bad} x")
+        assert code == errno.EINVAL and "usage" in text, (bad, text)
+
+    # tar works the same; a file changed while mounted is exported as it is now
+    (d / "letter.txt").write_bytes(b"rewritten")
+    r = export(st, "C-77", scratch / "live.tar")
+    with tarfile.open(scratch / "live.tar") as t:
+        names = t.getnames()
+        letter = [n for n in names if n.endswith("files/letter.txt")]
+        assert letter and t.extractfile(letter[0]).read() == b"rewritten"
+    assert len(exports()) == 2
+    # a file that does not read back (here: a flipped ciphertext bit, not
+    # a write in progress) is read a second time, then listed as damaged
+    (d / "calls" / "call-2.txt").write_bytes(b"y" * 3 * helpers.BLOCK_PLAIN)
+    victim = max((os.path.join(dp, f) for dp, _dn, fs in os.walk(st.tree) for f in fs),
+                 key=lambda p: os.stat(p).st_mtime_ns)
+    with open(victim, "r+b") as f:
+        f.seek(helpers.block_offset(1) + 30)
+        b = f.read(1)
+        f.seek(helpers.block_offset(1) + 30)
+        f.write(bytes([b[0] ^ 0x01]))
+    r = export(st, "C-77", scratch / "torn", "--json", check=False)
+    assert r.returncode == 1
+    res = json.loads(r.out)
+    assert (res["files"], res["damaged"], res["retried"]) == (2, 1, 1), res
+    assert r.err.count("damaged: /customers/C-77/calls/call-2.txt") == 1, r.err
+    assert not (scratch / "torn" / "files" / "calls" / "call-2.txt").exists()
+    m = json.loads((scratch / "torn" / "manifest.json").read_text())
+    assert [e["path"] for e in m["files"] if e.get("error")] == ["calls/call-2.txt"]
+    assert exports()[-1]["outcome"] == errno.EIO
+    # the refusals hold while mounted too
+    r = export(st, "C-78", scratch / "none", check=False)
+    assert r.returncode == 1 and "no such subject" in r.err
+    assert not (scratch / "none").exists()
+    sm.stop()
+    tool("audit", "verify", st.path, "--passfile", st.passfile)
 
 
 def test_damaged_block(subj, scratch):

@@ -12,10 +12,13 @@ in-subject paths come from test_export's engine helper.
 
 import errno
 import json
+import os
 
-from helpers import tool
+import helpers
+from helpers import tool, try_as
 from test_export import make_subject, mksubject  # noqa: F401 (fixture)
 from test_retention_cli import gen, rows, rstore  # noqa: F401 (fixtures)
+from test_subjects_daemon import sm  # noqa: F401 (fixture)
 
 
 def pf(st):
@@ -115,13 +118,74 @@ def test_hold_path_refusals(rstore, mount_factory):  # noqa: F811
                for x in audit(st, "hold")), audit(st, "hold")
     assert sum(x["outcome"] == errno.ESRCH for x in audit(st, "release")) == 2
 
-    # mounted: changed only through the daemon, later
+    # mounted: the same refusals, recorded through the daemon
     m = mount_factory(st, open_root=False)
-    r = tool("hold", st.path, "--path", "/records", "--reason", "x", *pf(st), check=False)
-    assert r.returncode == 1 and "is mounted; unmount it first" in r.err
+    r = tool("hold", st.path, "--path", "/no/such/dir", "--reason", "x", *pf(st),
+             check=False)
+    assert r.returncode == 1 and "/no/such/dir: no such directory in the store" in r.err
+    r = tool("release", st.path, "--path", "/records", "--reason", "x", *pf(st),
+             check=False)
+    assert r.returncode == 1 and "no hold on this directory" in r.err
     # listing only reads: fine while mounted
     assert len(holds(st)) == 2
     m.stop()
+    assert sum(x.get("path") == "/no/such/dir" and x["outcome"] == errno.ENOENT
+               for x in audit(st, "hold")) == 2
+    assert sum(x["outcome"] == errno.ESRCH for x in audit(st, "release")) == 3
+    tool("audit", "verify", st.path, *pf(st))
+
+
+def test_hold_path_mounted_takes_effect_at_once(sm):  # noqa: F811
+    st = sm.store
+    d = sm.mnt / "archive" / "cases 2026"
+    os.mkdir(d)
+    os.chmod(d, 0o777)
+    for n in ("a.txt", "b.txt", "c.txt"):
+        (d / n).write_bytes(b"case file " + n.encode())
+        os.chmod(d / n, 0o666)
+    assert try_as("cust_alice", "unlink", d / "a.txt")[0] == 0
+
+    r = tool("hold", st.path, "--path", "/archive/cases 2026/", "--reason",
+             "inquiry 9", *pf(st))
+    assert r.out.strip() == "/archive/cases 2026: on legal hold"
+    # the next operation obeys: no waiting, no remount
+    assert try_as("cust_alice", "unlink", d / "b.txt")[0] == errno.EPERM
+    assert try_as("cust_alice", "rename", d / "b.txt", d / "moved.txt")[0] == errno.EPERM
+    assert (d / "b.txt").read_bytes() == b"case file b.txt"
+    assert ("directory", "/archive/cases 2026", "inquiry 9") in {
+        (h["kind"], h["what"], h["reason"]) for h in holds(st)}
+    r = tool("hold", st.path, "--path", "/archive/cases 2026", "--reason", "inquiry 10",
+             *pf(st))
+    assert "(already)" in r.out
+    assert try_as("cust_alice", "unlink", d / "c.txt")[0] == errno.EPERM
+
+    r = tool("release", st.path, "--path", "/archive/cases 2026", "--reason", "closed",
+             *pf(st))
+    assert r.out.strip() == "/archive/cases 2026: legal hold released"
+    assert try_as("cust_alice", "unlink", d / "b.txt")[0] == 0
+    assert all(h["what"] != "/archive/cases 2026" for h in holds(st))
+
+    # recorded by the daemon with the plaintext path (sealed in the log)
+    txt = tool("audit", "log", st.path, "--op", "hold", *pf(st)).out
+    assert "/archive/cases 2026" in txt, txt
+    hold_recs = [x for x in audit(st, "hold") if x.get("path") == "/archive/cases 2026"]
+    assert [x["outcome"] for x in hold_recs] == [0, 0], hold_recs
+    assert all(x.get("detail") == "directory hold" for x in hold_recs)
+    rel = [x for x in audit(st, "release") if x.get("path") == "/archive/cases 2026"]
+    assert len(rel) == 1 and rel[0]["outcome"] == 0
+    assert b"cases 2026" not in b"".join(
+        p.read_bytes() for p in st.path.rglob("*") if p.is_file()
+        and p.name != "control.sock")
+
+    # the control verb: the old form still works, a bad path field is refused
+    code, text = helpers.control(st, f"audit-admin {os.getpid()} policy 0 old form")
+    assert code == 0 and text.startswith("seq "), text
+    code, text = helpers.control(st, f"audit-admin {os.getpid()} hold 0 path=hex:zz x")
+    assert code == errno.EINVAL and "usage" in text, text
+    code, text = helpers.control(st, f"audit-admin {os.getpid()} hold 0 path=hex:2f6162 x")
+    assert code == 0, text
+    assert any(x.get("path") == "/ab" for x in audit(st, "hold"))
+    sm.stop()
     tool("audit", "verify", st.path, *pf(st))
 
 

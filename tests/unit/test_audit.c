@@ -31,6 +31,8 @@
 #include "store.h"
 #include "sys.h"
 
+#include "unit_util.h"
+
 static struct keys_kdf fast_kdf;
 
 struct fixture {
@@ -42,22 +44,6 @@ struct fixture {
 	struct store *st;     /* open and unlocked */
 	struct audit_who who; /* this process */
 };
-
-static struct secret *mksecret(struct fixture *f, const char *text)
-{
-	char path[128];
-	struct secret *s = NULL;
-	FILE *fp;
-
-	snprintf(path, sizeof(path), "%s/pass", f->dir);
-	fp = fopen(path, "w");
-	assert_non_null(fp);
-	fputs(text, fp);
-	fclose(fp);
-	assert_int_equal(secret_from_file(path, &s), 0);
-	unlink(path);
-	return s;
-}
 
 static struct store *open_store(struct fixture *f)
 {
@@ -75,15 +61,13 @@ static int setup(void **state)
 
 	if (f == NULL || crypt_init() != 0)
 		return -1;
-	fast_kdf.opslimit = crypt_pwhash_ops_min();
-	fast_kdf.memlimit = 8ULL << 20;
-	strcpy(f->dir, "/tmp/test_audit.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	unit_fast_kdf(&fast_kdf);
+	if (unit_mkdtemp(f->dir, sizeof(f->dir), "test_audit") != 0)
 		return -1;
 	snprintf(f->store, sizeof(f->store), "%s/st", f->dir);
 	snprintf(f->db, sizeof(f->db), "%s/%s", f->store, CATALOG_FILE);
 	snprintf(f->journal, sizeof(f->journal), "%s/%s", f->store, AUDIT_JOURNAL_FILE);
-	f->pass = mksecret(f, "correct horse");
+	f->pass = unit_secret(f->dir, "correct horse");
 	if (store_create(f->store, f->pass, &fast_kdf, rec) != 0)
 		return -1;
 	f->st = open_store(f);
@@ -95,13 +79,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	sys_reset();
 	store_close(f->st);
 	secret_free(f->pass);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (unit_rm_rf(f->dir) != 0)
 		return -1;
 	free(f);
 	return 0;

@@ -26,6 +26,9 @@
 #include "catalog.h"
 #include "sys.h"
 
+#define UNIT_VFS_SHIM
+#include "unit_util.h"
+
 /* Per-test fixture. */
 struct fx {
 	char dir[64];   /* temporary directory */
@@ -951,163 +954,6 @@ static void test_create_fault(void **state)
 	catalog_close(cat);
 }
 
-/*
- * VFS shim: forwards everything to the default VFS, but xWrite can be
- * made to fail with a chosen SQLite code once `fault_after` more calls
- * have passed.
- */
-static sqlite3_vfs *real_vfs;
-static sqlite3_vfs shim_vfs;
-static int fault_rc;    /* 0: no fault armed */
-static int fault_after; /* calls to let through before failing */
-
-struct shim_file {
-	sqlite3_file base;  /* must be first */
-	sqlite3_file *real; /* the wrapped file, allocated right after */
-};
-
-#define REAL(f) (((struct shim_file *)(f))->real)
-
-static int fault_now(void)
-{
-	if (!fault_rc)
-		return 0;
-	if (fault_after > 0) {
-		fault_after--;
-		return 0;
-	}
-	return fault_rc;
-}
-
-static int shim_close(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xClose(REAL(f));
-}
-static int shim_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
-{
-	return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
-}
-static int shim_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
-{
-	int rc = fault_now();
-
-	return rc ? rc : REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
-}
-static int shim_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-	return REAL(f)->pMethods->xTruncate(REAL(f), size);
-}
-static int shim_sync(sqlite3_file *f, int flags)
-{
-	return REAL(f)->pMethods->xSync(REAL(f), flags);
-}
-static int shim_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-	return REAL(f)->pMethods->xFileSize(REAL(f), size);
-}
-static int shim_lock(sqlite3_file *f, int l)
-{
-	return REAL(f)->pMethods->xLock(REAL(f), l);
-}
-static int shim_unlock(sqlite3_file *f, int l)
-{
-	return REAL(f)->pMethods->xUnlock(REAL(f), l);
-}
-static int shim_check(sqlite3_file *f, int *out)
-{
-	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
-}
-static int shim_fcntl(sqlite3_file *f, int op, void *arg)
-{
-	return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
-}
-static int shim_sector(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xSectorSize(REAL(f));
-}
-static int shim_devchar(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
-}
-static int shim_shmmap(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp)
-{
-	return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, ext, pp);
-}
-static int shim_shmlock(sqlite3_file *f, int off, int n, int fl)
-{
-	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, fl);
-}
-static void shim_shmbarrier(sqlite3_file *f)
-{
-	REAL(f)->pMethods->xShmBarrier(REAL(f));
-}
-static int shim_shmunmap(sqlite3_file *f, int del)
-{
-	return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
-}
-static int shim_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp)
-{
-	return REAL(f)->pMethods->xFetch(REAL(f), o, n, pp);
-}
-static int shim_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
-{
-	return REAL(f)->pMethods->xUnfetch(REAL(f), o, p);
-}
-
-static const sqlite3_io_methods shim_methods = {
-	.iVersion = 3,
-	.xClose = shim_close,
-	.xRead = shim_read,
-	.xWrite = shim_write,
-	.xTruncate = shim_truncate,
-	.xSync = shim_sync,
-	.xFileSize = shim_size,
-	.xLock = shim_lock,
-	.xUnlock = shim_unlock,
-	.xCheckReservedLock = shim_check,
-	.xFileControl = shim_fcntl,
-	.xSectorSize = shim_sector,
-	.xDeviceCharacteristics = shim_devchar,
-	.xShmMap = shim_shmmap,
-	.xShmLock = shim_shmlock,
-	.xShmBarrier = shim_shmbarrier,
-	.xShmUnmap = shim_shmunmap,
-	.xFetch = shim_fetch,
-	.xUnfetch = shim_unfetch,
-};
-
-static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
-		     int *outflags)
-{
-	struct shim_file *sf = (struct shim_file *)f;
-	int rc;
-
-	(void)vfs;
-	sf->real = (sqlite3_file *)(sf + 1);
-	rc = real_vfs->xOpen(real_vfs, name, sf->real, flags, outflags);
-	sf->base.pMethods = rc == SQLITE_OK ? &shim_methods : NULL;
-	return rc;
-}
-
-static void shim_install(void)
-{
-	real_vfs = sqlite3_vfs_find(NULL);
-	assert_non_null(real_vfs);
-	assert_true(real_vfs->iVersion >= 3);
-	shim_vfs = *real_vfs;
-	shim_vfs.zName = "custodian-test-shim";
-	shim_vfs.szOsFile = (int)sizeof(struct shim_file) + real_vfs->szOsFile;
-	shim_vfs.xOpen = shim_open;
-	assert_int_equal(sqlite3_vfs_register(&shim_vfs, 1), SQLITE_OK);
-}
-
-static void shim_remove(void)
-{
-	fault_rc = 0;
-	sqlite3_vfs_unregister(&shim_vfs);
-	sqlite3_vfs_register(real_vfs, 1);
-}
-
 static void test_write_faults(void **state)
 {
 	struct fx *f = *state;
@@ -1117,21 +963,21 @@ static void test_write_faults(void **state)
 	char buf[8];
 	size_t len, n;
 
-	shim_install();
+	unit_shim_install("custodian-test-shim");
 	cat = create(f);
 	assert_int_equal(catalog_meta_put(cat, "k", "v", 1), 0);
 
-	fault_rc = SQLITE_FULL;
-	fault_after = 0;
+	unit_fault_rc = SQLITE_FULL;
+	unit_fault_after = 0;
 	assert_int_equal(catalog_meta_put(cat, "k", "X", 1), -ENOSPC);
 	fill_slot(&s, 1);
 	assert_int_equal(catalog_slot_add(cat, &s), -ENOSPC);
 	make_policy(&p, 1, "p");
 	assert_int_equal(catalog_policy_add(cat, &p), -ENOSPC);
 
-	fault_rc = SQLITE_IOERR_WRITE;
+	unit_fault_rc = SQLITE_IOERR_WRITE;
 	assert_int_equal(catalog_meta_put(cat, "k", "Y", 1), -EIO);
-	fault_rc = 0;
+	unit_fault_rc = 0;
 
 	/* The failed writes left nothing behind and the catalogue still works. */
 	assert_int_equal(catalog_meta_get(cat, "k", buf, sizeof(buf), &len), 0);
@@ -1144,9 +990,9 @@ static void test_write_faults(void **state)
 	/* A commit whose write fails leaves the transaction to roll back. */
 	assert_int_equal(catalog_begin(cat), 0);
 	assert_int_equal(catalog_meta_put(cat, "t", "1", 1), 0);
-	fault_rc = SQLITE_FULL;
+	unit_fault_rc = SQLITE_FULL;
 	assert_int_equal(catalog_commit(cat), -ENOSPC);
-	fault_rc = 0;
+	unit_fault_rc = 0;
 	catalog_rollback(cat);
 	assert_int_equal(catalog_meta_get(cat, "t", buf, sizeof(buf), &len), -ENOENT);
 	assert_int_equal(catalog_meta_put(cat, "k", "Z", 1), 0);
@@ -1154,16 +1000,16 @@ static void test_write_faults(void **state)
 
 	/* Disk full while creating: the half-made catalogue is removed. */
 	remove(f->path);
-	fault_rc = SQLITE_FULL;
-	fault_after = 0;
+	unit_fault_rc = SQLITE_FULL;
+	unit_fault_after = 0;
 	cat = (void *)1;
 	assert_int_equal(catalog_open(f->path, CATALOG_CREATE, &cat), -ENOSPC);
 	assert_null(cat);
-	fault_rc = 0;
+	unit_fault_rc = 0;
 	assert_false(exists(f->path));
 	assert_false(exists_side(f->path, "-wal"));
 	assert_false(exists_side(f->path, "-shm"));
-	shim_remove();
+	unit_shim_remove();
 }
 
 /* Garbage over the slots table's page: SQLite reports corruption, we -EIO. */

@@ -27,6 +27,9 @@
 #include "catalog.h"
 #include "sys.h"
 
+#define UNIT_VFS_SHIM
+#include "unit_util.h"
+
 /* Per-test fixture. */
 struct fx {
 	char dir[64];   /* temporary directory */
@@ -54,11 +57,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[256];
 
 	sys_reset();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (unit_rm_rf(f->dir) != 0)
 		return -1;
 	free(f);
 	return 0;
@@ -373,155 +374,28 @@ static void test_sys_faults(void **state)
 	catalog_close(cat);
 }
 
-/* VFS shim (as in test_catalog.c): xWrite fails with fault_rc once armed. */
-static sqlite3_vfs *real_vfs;
-static sqlite3_vfs shim_vfs;
-static int fault_rc; /* 0: no fault armed */
-
-struct shim_file {
-	sqlite3_file base;  /* must be first */
-	sqlite3_file *real; /* the wrapped file, allocated right after */
-};
-
-#define REAL(f) (((struct shim_file *)(f))->real)
-
-static int shim_close(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xClose(REAL(f));
-}
-static int shim_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
-{
-	return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
-}
-static int shim_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
-{
-	return fault_rc ? fault_rc : REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
-}
-static int shim_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-	return REAL(f)->pMethods->xTruncate(REAL(f), size);
-}
-static int shim_sync(sqlite3_file *f, int flags)
-{
-	return REAL(f)->pMethods->xSync(REAL(f), flags);
-}
-static int shim_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-	return REAL(f)->pMethods->xFileSize(REAL(f), size);
-}
-static int shim_lock(sqlite3_file *f, int l)
-{
-	return REAL(f)->pMethods->xLock(REAL(f), l);
-}
-static int shim_unlock(sqlite3_file *f, int l)
-{
-	return REAL(f)->pMethods->xUnlock(REAL(f), l);
-}
-static int shim_check(sqlite3_file *f, int *out)
-{
-	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
-}
-static int shim_fcntl(sqlite3_file *f, int op, void *arg)
-{
-	return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
-}
-static int shim_sector(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xSectorSize(REAL(f));
-}
-static int shim_devchar(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
-}
-static int shim_shmmap(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp)
-{
-	return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, ext, pp);
-}
-static int shim_shmlock(sqlite3_file *f, int off, int n, int fl)
-{
-	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, fl);
-}
-static void shim_shmbarrier(sqlite3_file *f)
-{
-	REAL(f)->pMethods->xShmBarrier(REAL(f));
-}
-static int shim_shmunmap(sqlite3_file *f, int del)
-{
-	return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
-}
-static int shim_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp)
-{
-	return REAL(f)->pMethods->xFetch(REAL(f), o, n, pp);
-}
-static int shim_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
-{
-	return REAL(f)->pMethods->xUnfetch(REAL(f), o, p);
-}
-
-static const sqlite3_io_methods shim_methods = {
-	.iVersion = 3,
-	.xClose = shim_close,
-	.xRead = shim_read,
-	.xWrite = shim_write,
-	.xTruncate = shim_truncate,
-	.xSync = shim_sync,
-	.xFileSize = shim_size,
-	.xLock = shim_lock,
-	.xUnlock = shim_unlock,
-	.xCheckReservedLock = shim_check,
-	.xFileControl = shim_fcntl,
-	.xSectorSize = shim_sector,
-	.xDeviceCharacteristics = shim_devchar,
-	.xShmMap = shim_shmmap,
-	.xShmLock = shim_shmlock,
-	.xShmBarrier = shim_shmbarrier,
-	.xShmUnmap = shim_shmunmap,
-	.xFetch = shim_fetch,
-	.xUnfetch = shim_unfetch,
-};
-
-static int shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
-		     int *outflags)
-{
-	struct shim_file *sf = (struct shim_file *)f;
-	int rc;
-
-	(void)vfs;
-	sf->real = (sqlite3_file *)(sf + 1);
-	rc = real_vfs->xOpen(real_vfs, name, sf->real, flags, outflags);
-	sf->base.pMethods = rc == SQLITE_OK ? &shim_methods : NULL;
-	return rc;
-}
-
 static void test_disk_full_while_copying(void **state)
 {
 	struct fx *f = *state;
 	struct catalog *cat;
 
-	real_vfs = sqlite3_vfs_find(NULL);
-	assert_non_null(real_vfs);
-	shim_vfs = *real_vfs;
-	shim_vfs.zName = "custodian-backup-shim";
-	shim_vfs.szOsFile = (int)sizeof(struct shim_file) + real_vfs->szOsFile;
-	shim_vfs.xOpen = shim_open;
-	assert_int_equal(sqlite3_vfs_register(&shim_vfs, 1), SQLITE_OK);
+	unit_shim_install("custodian-backup-shim");
 
 	cat = open_cat(f->path, CATALOG_CREATE);
 	fill(cat);
-	fault_rc = SQLITE_FULL;
+	unit_fault_rc = SQLITE_FULL;
 	assert_int_equal(catalog_backup(cat, f->copy), -ENOSPC);
 	assert_false(exists(f->copy));
-	fault_rc = SQLITE_IOERR_WRITE;
+	unit_fault_rc = SQLITE_IOERR_WRITE;
 	assert_int_equal(catalog_backup(cat, f->copy), -EIO);
 	assert_false(exists(f->copy));
-	fault_rc = 0;
+	unit_fault_rc = 0;
 	/* the source is unharmed and the next copy works */
 	check_filled(cat);
 	assert_int_equal(catalog_backup(cat, f->copy), 0);
 	catalog_close(cat);
 
-	sqlite3_vfs_unregister(&shim_vfs);
-	sqlite3_vfs_register(real_vfs, 1);
+	unit_shim_remove();
 }
 
 /* --- catalog_check -------------------------------------------------------- */

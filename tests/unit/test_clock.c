@@ -20,6 +20,8 @@
 #include "catalog.h"
 #include "clock.h"
 
+#include "unit_util.h"
+
 #define S 1000000LL
 #define T0 (1767225600LL * S) /* 2026-01-01T00:00:00Z */
 
@@ -35,8 +37,7 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	strcpy(f->dir, "/tmp/test_clock.XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (unit_mkdtemp(f->dir, sizeof(f->dir), "test_clock") != 0)
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/c.db", f->dir);
 	if (catalog_open(f->path, CATALOG_CREATE, &f->cat) != 0)
@@ -48,11 +49,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[128];
 
 	catalog_close(f->cat);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (unit_rm_rf(f->dir) != 0)
 		return -1;
 	free(f);
 	return 0;

@@ -18,6 +18,8 @@
 #include "catalog.h"
 #include "keys.h"
 
+#include "unit_util.h"
+
 /* Tiny Argon2id cost so the tests are fast. */
 static struct keys_kdf fast_kdf;
 
@@ -34,10 +36,8 @@ static int setup(void **state)
 
 	if (f == NULL || crypt_init() != 0)
 		return -1;
-	fast_kdf.opslimit = crypt_pwhash_ops_min();
-	fast_kdf.memlimit = 8ULL << 20;
-	strcpy(f->dir, "/tmp/test_keys.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	unit_fast_kdf(&fast_kdf);
+	if (unit_mkdtemp(f->dir, sizeof(f->dir), "test_keys") != 0)
 		return -1;
 	snprintf(f->db, sizeof(f->db), "%s/%s", f->dir, CATALOG_FILE);
 	if (catalog_open(f->db, CATALOG_CREATE, &f->cat) != 0)
@@ -51,12 +51,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	keys_master_free(f->mk);
 	catalog_close(f->cat);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (unit_rm_rf(f->dir) != 0)
 		return -1;
 	free(f);
 	return 0;

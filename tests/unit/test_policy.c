@@ -26,6 +26,8 @@
 #include "policy.h"
 #include "policy_store.h"
 
+#include "unit_util.h"
+
 /* --- helpers -------------------------------------------------------------- */
 
 static void dump(const struct policy_diag *d)
@@ -1001,8 +1003,7 @@ static int store_setup(void **state)
 
 	if (!f || crypt_init() != 0)
 		return -1;
-	strcpy(f->dir, "/tmp/test_policy.XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (unit_mkdtemp(f->dir, sizeof(f->dir), "test_policy") != 0)
 		return -1;
 	snprintf(f->path, sizeof(f->path), "%s/%s", f->dir, CATALOG_FILE);
 	if (catalog_open(f->path, CATALOG_CREATE, &f->cat) != 0)
@@ -1016,12 +1017,10 @@ static int store_setup(void **state)
 static int store_teardown(void **state)
 {
 	struct sfx *f = *state;
-	char cmd[256];
 
 	catalog_close(f->cat);
 	keys_master_free(f->mk);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (unit_rm_rf(f->dir) != 0)
 		return -1;
 	free(f);
 	return 0;

@@ -35,6 +35,8 @@
 #include "subjects.h"
 #include "sys.h"
 
+#include "unit_util.h"
+
 #define S 1000000LL
 #define DAY (86400LL * S)
 #define YEAR (31557600LL * S)
@@ -49,22 +51,6 @@ struct fixture {
 };
 
 /* --- helpers ------------------------------------------------------------- */
-
-static struct secret *mksecret(struct fixture *f, const char *text)
-{
-	char path[128];
-	struct secret *s = NULL;
-	FILE *fp;
-
-	snprintf(path, sizeof(path), "%s/secret.tmp", f->dir);
-	fp = fopen(path, "w");
-	assert_non_null(fp);
-	fputs(text, fp);
-	fclose(fp);
-	assert_int_equal(secret_from_file(path, &s), 0);
-	unlink(path);
-	return s;
-}
 
 /* A volume directory `name` inside backing dirfd; returns its fd. */
 static int mk_voldir(struct fixture *f, int dirfd, const char *name)
@@ -148,13 +134,11 @@ static int setup(void **state)
 
 	if (!f || crypt_init() != 0)
 		return -1;
-	fast_kdf.opslimit = crypt_pwhash_ops_min();
-	fast_kdf.memlimit = 8ULL << 20;
-	strcpy(f->dir, "/tmp/test_retention.XXXXXX");
-	if (!mkdtemp(f->dir))
+	unit_fast_kdf(&fast_kdf);
+	if (unit_mkdtemp(f->dir, sizeof(f->dir), "test_retention") != 0)
 		return -1;
 	snprintf(f->store, sizeof(f->store), "%s/st", f->dir);
-	s = mksecret(f, "pass");
+	s = unit_secret(f->dir, "pass");
 	if (store_create(f->store, s, &fast_kdf, NULL) != 0)
 		return -1;
 	if (store_open(f->store, false, &f->st) != 0 ||
@@ -169,12 +153,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	sys_reset();
 	store_close(f->st);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (unit_rm_rf(f->dir) != 0)
 		return -1;
 	free(f);
 	return 0;
@@ -490,7 +472,7 @@ static void test_holds(void **state)
 		f->store);
 	assert_int_equal(system(cmd), 0);
 	{
-		struct secret *s = mksecret(f, "pass");
+		struct secret *s = unit_secret(f->dir, "pass");
 
 		assert_int_equal(store_open(f->store, false, &f->st), 0);
 		assert_int_equal(store_unlock_passphrase(f->st, s), 0);

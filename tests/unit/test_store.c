@@ -29,6 +29,8 @@
 #include "store.h"
 #include "sys.h"
 
+#include "unit_util.h"
+
 static struct keys_kdf fast_kdf;
 
 struct fixture {
@@ -42,10 +44,8 @@ static int setup(void **state)
 
 	if (f == NULL || crypt_init() != 0)
 		return -1;
-	fast_kdf.opslimit = crypt_pwhash_ops_min();
-	fast_kdf.memlimit = 8ULL << 20;
-	strcpy(f->dir, "/tmp/test_store.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	unit_fast_kdf(&fast_kdf);
+	if (unit_mkdtemp(f->dir, sizeof(f->dir), "test_store") != 0)
 		return -1;
 	snprintf(f->store, sizeof(f->store), "%s/st", f->dir);
 	*state = f;
@@ -55,31 +55,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	sys_reset();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (unit_rm_rf(f->dir) != 0)
 		return -1;
 	free(f);
 	return 0;
-}
-
-/* A secret built from a string (what the CLI would have read). */
-static struct secret *mksecret(struct fixture *f, const char *text)
-{
-	char path[128];
-	struct secret *s = NULL;
-	FILE *fp;
-
-	snprintf(path, sizeof(path), "%s/secret.tmp", f->dir);
-	fp = fopen(path, "w");
-	assert_non_null(fp);
-	fputs(text, fp);
-	fclose(fp);
-	assert_int_equal(secret_from_file(path, &s), 0);
-	unlink(path);
-	return s;
 }
 
 static int count_entries(const char *dir)
@@ -98,7 +79,7 @@ static int count_entries(const char *dir)
 
 static void create_store(struct fixture *f, const char *pass, char *recovery)
 {
-	struct secret *s = mksecret(f, pass);
+	struct secret *s = unit_secret(f->dir, pass);
 
 	assert_int_equal(store_create(f->store, s, &fast_kdf, recovery), 0);
 	secret_free(s);
@@ -151,10 +132,10 @@ static void test_create_open_unlock(void **state)
 		assert_true(strtoll(buf, NULL, 10) > 1600000000000000LL);
 	}
 
-	bad = mksecret(f, "s3cret passphrasE\n");
+	bad = unit_secret(f->dir, "s3cret passphrasE\n");
 	assert_int_equal(store_unlock_passphrase(st, bad), -EACCES);
 	assert_null(st->mk);
-	pw = mksecret(f, "s3cret passphrase\n");
+	pw = unit_secret(f->dir, "s3cret passphrase\n");
 	assert_int_equal(store_unlock_passphrase(st, pw), 0);
 	assert_non_null(st->mk);
 	assert_true(keys_master_slot(st->mk) > 0);
@@ -166,7 +147,7 @@ static void test_create_open_unlock(void **state)
 	{
 		struct store *st2 = NULL;
 
-		rec = mksecret(f, recovery);
+		rec = unit_secret(f->dir, recovery);
 		assert_int_equal(store_open(f->store, true, &st2), 0);
 		assert_true(st2->readonly);
 		assert_memory_equal(st2->id, st->id, STORE_ID_BYTES);
@@ -208,7 +189,7 @@ static void test_store_ids_differ(void **state)
 static void test_create_refusals(void **state)
 {
 	struct fixture *f = *state;
-	struct secret *pw = mksecret(f, "pw");
+	struct secret *pw = unit_secret(f->dir, "pw");
 	struct secret empty = {.buf = (char *)"", .len = 0};
 	char recovery[KEYS_RECOVERY_TEXT_MAX], path[160];
 	int fd;
@@ -335,7 +316,7 @@ static int fsync_failing(int fd)
 static void test_create_injected_failures(void **state)
 {
 	struct fixture *f = *state;
-	struct secret *pw = mksecret(f, "pw");
+	struct secret *pw = unit_secret(f->dir, "pw");
 	char recovery[KEYS_RECOVERY_TEXT_MAX];
 	struct store *st = NULL;
 	int total;

@@ -31,6 +31,8 @@
 #include "subjects.h"
 #include "sys.h"
 
+#include "unit_util.h"
+
 #define ID "C-10042-ZQXJ"             /* distinctive: grepped for in the store */
 #define CONTENT "MARKER-CONTENT-7731" /* plaintext of a subject file */
 
@@ -44,25 +46,9 @@ struct fixture {
 
 /* --- helpers ------------------------------------------------------------- */
 
-static struct secret *mksecret(struct fixture *f, const char *text)
-{
-	char path[128];
-	struct secret *s = NULL;
-	FILE *fp;
-
-	snprintf(path, sizeof(path), "%s/secret.tmp", f->dir);
-	fp = fopen(path, "w");
-	assert_non_null(fp);
-	fputs(text, fp);
-	fclose(fp);
-	assert_int_equal(secret_from_file(path, &s), 0);
-	unlink(path);
-	return s;
-}
-
 static void open_store(struct fixture *f)
 {
-	struct secret *s = mksecret(f, "pass");
+	struct secret *s = unit_secret(f->dir, "pass");
 
 	assert_int_equal(store_open(f->store, false, &f->st), 0);
 	assert_int_equal(store_unlock_passphrase(f->st, s), 0);
@@ -92,13 +78,11 @@ static int setup(void **state)
 
 	if (f == NULL || crypt_init() != 0)
 		return -1;
-	fast_kdf.opslimit = crypt_pwhash_ops_min();
-	fast_kdf.memlimit = 8ULL << 20;
-	strcpy(f->dir, "/tmp/test_subjects.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	unit_fast_kdf(&fast_kdf);
+	if (unit_mkdtemp(f->dir, sizeof(f->dir), "test_subjects") != 0)
 		return -1;
 	snprintf(f->store, sizeof(f->store), "%s/st", f->dir);
-	s = mksecret(f, "pass");
+	s = unit_secret(f->dir, "pass");
 	if (store_create(f->store, s, &fast_kdf, NULL) != 0)
 		return -1;
 	secret_free(s);
@@ -111,12 +95,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
 	sys_reset();
 	store_close(f->st);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
+	if (unit_rm_rf(f->dir) != 0)
 		return -1;
 	free(f);
 	return 0;
@@ -882,7 +864,7 @@ static void test_failures(void **state)
 	/* Read-only store: nothing can be changed. */
 	store_close(f->st);
 	{
-		struct secret *s = mksecret(f, "pass");
+		struct secret *s = unit_secret(f->dir, "pass");
 
 		assert_int_equal(store_open(f->store, true, &f->st), 0);
 		assert_int_equal(store_unlock_passphrase(f->st, s), 0);
