@@ -1914,6 +1914,9 @@ static int ret_holds_reload(struct ops_fs *fs)
 	fs->ret->holds = h;
 	pthread_rwlock_unlock(&fs->ret->lock);
 	retention_holds_free(old);
+	/* Open handles decided their directory hold at open: make them
+	 * decide again at their next write. */
+	atomic_fetch_add_explicit(&fs->holds_gen, 1, memory_order_release);
 	return 0;
 }
 
@@ -3602,6 +3605,42 @@ out:
 	return ret;
 }
 
+/* The attributes in valid that would change the object whose current
+ * state is cur: a chmod to the mode it has, a chown to the owner it has
+ * (unless it carries setuid/setgid bits, which a chown clears) and times
+ * set to what they are change nothing, so they are neither made nor
+ * recorded.  Sizes always count: a truncate to the same size still sets
+ * mtime. */
+static int setattr_effective(const struct stat *cur, const struct stat *attr, int valid)
+{
+	bool kills = !S_ISDIR(cur->st_mode) && (cur->st_mode & (S_ISUID | S_ISGID));
+
+	if ((valid & FUSE_SET_ATTR_MODE) &&
+	    (S_ISLNK(cur->st_mode) || (cur->st_mode & 07777) == (attr->st_mode & 07777)))
+		valid &= ~FUSE_SET_ATTR_MODE;
+	if (!kills && (valid & FUSE_SET_ATTR_UID) && cur->st_uid == attr->st_uid)
+		valid &= ~FUSE_SET_ATTR_UID;
+	if (!kills && (valid & FUSE_SET_ATTR_GID) && cur->st_gid == attr->st_gid)
+		valid &= ~FUSE_SET_ATTR_GID;
+	if ((valid & FUSE_SET_ATTR_ATIME) && !(valid & FUSE_SET_ATTR_ATIME_NOW) &&
+	    cur->st_atim.tv_sec == attr->st_atim.tv_sec &&
+	    cur->st_atim.tv_nsec == attr->st_atim.tv_nsec)
+		valid &= ~FUSE_SET_ATTR_ATIME;
+	if ((valid & FUSE_SET_ATTR_MTIME) && !(valid & FUSE_SET_ATTR_MTIME_NOW) &&
+	    cur->st_mtim.tv_sec == attr->st_mtim.tv_sec &&
+	    cur->st_mtim.tv_nsec == attr->st_mtim.tv_nsec)
+		valid &= ~FUSE_SET_ATTR_MTIME;
+	if (!(valid & FUSE_SET_ATTR_ATIME))
+		valid &= ~FUSE_SET_ATTR_ATIME_NOW;
+	if (!(valid & FUSE_SET_ATTR_MTIME))
+		valid &= ~FUSE_SET_ATTR_MTIME_NOW;
+	return valid;
+}
+
+#define SETATTR_CHANGES                                                                  \
+	(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |                    \
+	 FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)
+
 static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
@@ -3612,7 +3651,7 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	char proc[64], apath[PATH_MAX], detail[160] = "";
 	struct stat st;
 	int pfd = -1, tfd = -1, ret = 0;
-	bool own_pfd = false, denied;
+	bool own_pfd = false, denied, recorded = false;
 	const char *ap = NULL;
 	uint64_t seq = 0;
 
@@ -3631,9 +3670,6 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		goto out;
 	ap = audit_node_path(fs, n, apath, sizeof(apath));
 	setattr_detail(attr, valid, detail, sizeof(detail));
-	ret = audit_change(req, AUDIT_OP_SETATTR, 0, n->ring, ap, NULL, 0, detail, &seq);
-	if (ret < 0)
-		goto out;
 	if (n->fd >= 0) {
 		pfd = n->fd;
 	} else if (h) {
@@ -3646,6 +3682,22 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		}
 		own_pfd = true;
 	}
+	if (!own_pfd && fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+		ret = -errno;
+		goto out;
+	}
+	/* Only what changes is made and recorded: tar's chown of a file it
+	 * has just created as that owner costs no record. */
+	valid = setattr_effective(&st, attr, valid);
+	if (!(valid & SETATTR_CHANGES)) {
+		recorded = true;
+		goto done;
+	}
+	setattr_detail(attr, valid, detail, sizeof(detail));
+	recorded = true;
+	ret = audit_change(req, AUDIT_OP_SETATTR, 0, n->ring, ap, NULL, 0, detail, &seq);
+	if (ret < 0)
+		goto out;
 	proc_path(proc, pfd);
 	if ((valid & FUSE_SET_ATTR_MODE) && !S_ISLNK(n->type)) {
 		if (chmod(proc, attr->st_mode & 07777) != 0) {
@@ -3703,7 +3755,8 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	}
 	if (fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
 		ret = -errno;
-	else
+done:
+	if (ret == 0)
 		stat_convert(n, pfd, "", &st);
 out:
 	if (tfd >= 0)
@@ -3711,8 +3764,8 @@ out:
 	if (own_pfd)
 		close(pfd);
 	if (!denied)
-		audit_change_end(req, AUDIT_OP_SETATTR, ret, true, seq, n->ring, ap, NULL,
-				 0, detail);
+		audit_change_end(req, AUDIT_OP_SETATTR, ret, recorded, seq, n->ring, ap,
+				 NULL, 0, detail);
 	if (ret == 0 && (valid & FUSE_SET_ATTR_SIZE))
 		reserve_check(fs);
 	if (ret < 0)
@@ -3889,6 +3942,11 @@ static void ret_open(fuse_req_t req, struct ops_node *n, struct ops_handle *h, i
 			(void)ret_worm_commit(fs, n, fd, &e);
 	}
 	pol_end(&pr);
+	/* Read before the holds are: a reload after this is seen at the
+	 * next write (handle_holds_refresh). */
+	atomic_store_explicit(&h->holds_gen,
+			      atomic_load_explicit(&fs->holds_gen, memory_order_acquire),
+			      memory_order_relaxed);
 	h->dir_held = len >= 0 && ret_dir_held(fs, path);
 	h->guard = n->subj || active || h->dir_held ||
 		   (have && ((hdr.flags & FORMAT_FLAG_WORM) || hdr.keep_until_us));
@@ -3988,6 +4046,10 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * valid from one open to the next. */
 	fi->keep_cache = !damaged;
 	fi->direct_io = damaged && !(fi->flags & O_TRUNC);
+	/* Writes are not buffered here and locks are the kernel's: a FLUSH
+	 * at every close would be a round trip for nothing (with -o
+	 * writeback the kernel sends it anyway, to push its cache). */
+	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) != 0) {
 		/* Interrupted: no release will come for this handle. */
 		handle_free(fs, h);
@@ -4141,6 +4203,7 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	handle_attach(fs, n, h);
 	fi->fh = (uintptr_t)h;
 	fi->keep_cache = 1;
+	fi->noflush = 1; /* as in do_open */
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		handle_free(fs, h);
 		node_unref(fs, n, 1);
@@ -4231,6 +4294,27 @@ static int write_verdict(struct ops_fs *fs, struct ops_handle *h, struct ops_nod
 	return 0;
 }
 
+/* The directory holds were reloaded since h decided whether it is under
+ * one (generation gen): decide again, so that a hold placed while a file
+ * is open stops its next write.  The path is built before the node lock
+ * is taken (lock order: table_lock, then the node's). */
+static void handle_holds_refresh(struct ops_fs *fs, struct ops_node *n,
+				 struct ops_handle *h, uint64_t gen)
+{
+	char path[PATH_MAX];
+	bool held;
+
+	if (ops_node_path(fs, n, path, sizeof(path)) < 0)
+		return; /* no name left: keep what was decided at open */
+	held = ret_dir_held(fs, path);
+	pthread_rwlock_wrlock(&n->lock);
+	h->dir_held = held;
+	if (held)
+		h->guard = true;
+	atomic_store_explicit(&h->holds_gen, gen, memory_order_relaxed);
+	pthread_rwlock_unlock(&n->lock);
+}
+
 static void do_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		     off_t off, struct fuse_file_info *fi)
 {
@@ -4238,11 +4322,15 @@ static void do_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct ops_handle *h = ops_handle(fi);
 	struct format_file f;
 	ssize_t r;
+	uint64_t gen;
 
 	if (disk_full(ops_fs(req))) {
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
+	gen = atomic_load_explicit(&ops_fs(req)->holds_gen, memory_order_acquire);
+	if (gen != atomic_load_explicit(&h->holds_gen, memory_order_relaxed))
+		handle_holds_refresh(ops_fs(req), n, h, gen);
 	pthread_rwlock_wrlock(&n->lock);
 	if (h->guard) {
 		const char *why = NULL;

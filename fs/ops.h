@@ -67,7 +67,11 @@ struct ops_handle {
 	bool guard;                  /* writes must be checked: inside a
 					subject, under a hold or retention
 					(decided at open) */
-	bool dir_held;               /* under a directory hold at open */
+	bool dir_held;               /* under a directory hold at open, or
+					at the first write after a holds
+					reload (node lock) */
+	_Atomic uint64_t holds_gen;  /* fs->holds_gen when dir_held was
+					decided */
 	int64_t retain_min_s;        /* retention at open (policy_effective) */
 	int64_t autocommit_s;        /* worm autocommit at open, 0 = none */
 	bool worm;                   /* worm = yes at open */
@@ -156,6 +160,10 @@ struct ops_fs {
 	struct ops_node *detached;    /* nodes taken out of the table while the
 					 kernel still references them;
 					 table_lock */
+	_Atomic uint64_t holds_gen;   /* bumped by every reload of the
+					 directory holds: open handles
+					 re-check theirs at their next write
+					 (one atomic load per write) */
 	atomic_bool pol_on;           /* a policy has been in force: checks run
 					 (never cleared: a store cannot go back
 					 to mode bits alone while mounted) */

@@ -1,0 +1,159 @@
+"""Small-file path of the daemon (docs/daemon.md, docs/audit.md): what a
+setattr records, that closes cost no FLUSH, and that a directory hold placed
+while a file is open stops that handle's next overwrite.
+
+- A chmod/chown/utimens that changes nothing is neither made nor recorded;
+  one that changes something records exactly the attributes it changes.
+  tar extracting as root (create as root, then chown 0:0, chmod, utimens)
+  therefore makes no chown record.
+- A chown of a setuid file is a change even to the same owner (it clears
+  the setuid bit), so it is made and recorded.
+- Closing a file sends no FLUSH (the daemon buffers nothing; locks are the
+  kernel's), checked with the daemon's -d request log.
+"""
+
+import errno
+import os
+import sqlite3
+import subprocess
+
+import pytest
+
+import helpers
+from helpers import tool
+
+
+def setattr_details(st):
+    """detail of every setattr record, in order."""
+    db = sqlite3.connect(f"file:{st.db}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT detail FROM audit WHERE op = 'setattr' "
+                          "ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    return [r[0] for r in rows]
+
+
+def test_setattr_records_only_changes(store, mount_factory):
+    m = mount_factory(store)
+    d = m.mnt / "sa"
+    d.mkdir()
+    f = d / "f"
+    f.write_bytes(b"x")
+    os.chmod(f, 0o640)
+    st0 = os.stat(f)
+    os.chmod(f, 0o640)                      # same mode: nothing
+    os.chown(f, st0.st_uid, st0.st_gid)     # same owner: nothing
+    os.utime(f, ns=(st0.st_atime_ns, st0.st_mtime_ns))  # same times: nothing
+    os.chmod(f, 0o600)                      # a change
+    os.chown(f, 1234, st0.st_gid)           # uid only
+    os.utime(f, (1700000000, 1700000000))   # both times
+    os.chmod(f, 0o4755)                     # setuid
+    os.chown(f, 1234, st0.st_gid)           # same owner, but clears setuid
+    st1 = os.stat(f)
+    assert st1.st_mode & 0o7777 == 0o755, oct(st1.st_mode)
+    assert (st1.st_uid, int(st1.st_mtime)) == (1234, 1700000000)
+    m.stop()
+    got = setattr_details(store)
+    got = got[got.index("mode=0640"):]  # before: the fixture's chmod of the root
+    # the last: the kernel sends the cleared mode along with the chown
+    assert got == ["mode=0640", "mode=0600", "uid=1234",
+                   "atime=1700000000 mtime=1700000000", "mode=4755",
+                   "mode=0755 uid=1234 gid=%d" % st0.st_gid], got
+
+
+def test_untar_as_root_records_no_chown(store, mount_factory, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        p = src / f"f{i}"
+        p.write_bytes(b"data %d\n" % i * 100)
+        os.chmod(p, 0o644)
+        os.utime(p, (1600000000 + i, 1600000000 + i))
+    tarball = tmp_path / "t.tar"
+    subprocess.run(["tar", "-C", str(src), "-cf", str(tarball), "."], check=True)
+    m = mount_factory(store)
+    out = m.mnt / "x"
+    out.mkdir()
+    subprocess.run(["tar", "-C", str(out), "-xf", str(tarball)], check=True)
+    for i in range(5):
+        s = os.stat(out / f"f{i}")
+        assert (s.st_mode & 0o7777, s.st_uid, int(s.st_mtime)) == \
+            (0o644, 0, 1600000000 + i)
+        assert (out / f"f{i}").read_bytes() == b"data %d\n" % i * 100
+    m.stop()
+    got = setattr_details(store)
+    assert not [x for x in got if "uid=" in x or "gid=" in x], got
+    # every file's real changes are there: its mode and its mtime
+    assert sum(1 for x in got if x == "mode=0644") >= 5, got
+    for i in range(5):
+        assert any(f"mtime={1600000000 + i}" in x for x in got), got
+    assert tool("audit", "verify", store.path, "--passfile",
+                store.passfile).returncode == 0
+
+
+def test_close_sends_no_flush(store, mount_factory):
+    m = mount_factory(store, options=("-o", "allow_other", "-d"))
+    f = m.mnt / "nf"
+    for _ in range(3):
+        with open(f, "wb") as fh:
+            fh.write(b"abc")
+        assert f.read_bytes() == b"abc"
+    m.stop()
+    text = m.stderr()
+    assert "opcode: RELEASE" in text
+    assert "opcode: FLUSH" not in text
+
+
+def test_hold_placed_while_open_stops_the_handle(store, mount_factory):
+    m = mount_factory(store)
+    d = m.mnt / "records"
+    d.mkdir()
+    f = d / "f"
+    f.write_bytes(b"0123456789")
+    fd = os.open(f, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"A", 0)              # no hold yet: an overwrite works
+        tool("hold", store.path, "--path", "/records", "--reason", "case 1",
+             "--passfile", store.passfile)
+        with pytest.raises(OSError) as e:
+            os.pwrite(fd, b"B", 1)          # the same handle, now held
+        assert e.value.errno == errno.EPERM
+        os.pwrite(fd, b"tail", 10)          # appending stays allowed
+        tool("release", store.path, "--path", "/records", "--reason", "done",
+             "--passfile", store.passfile)
+        os.pwrite(fd, b"C", 2)              # released: overwrites again
+    finally:
+        os.close(fd)
+    assert f.read_bytes() == b"A1C3456789tail"
+
+
+_TRUNC = "import os, sys; os.truncate(sys.argv[1], 1)"
+
+
+def test_setuid_bits_cleared_as_linux_does(store, mount_factory, users):
+    """setuid/setgid as Linux clears them locally, now that a setattr may be
+    skipped: a write or truncate by an ordinary user clears setuid (and
+    setgid when group-executable); root's writes keep them; a chown to the
+    same owner is not skipped, since it clears them."""
+    m = mount_factory(store)
+    d = m.mnt / "k"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    f = d / "f"
+    f.write_bytes(b"abc")
+    mode = lambda: os.stat(f).st_mode & 0o7777  # noqa: E731
+    os.chmod(f, 0o6777)
+    with open(f, "r+b") as fh:             # root (CAP_FSETID): kept
+        fh.write(b"R")
+    assert mode() == 0o6777
+    assert helpers.try_as("cust_alice", "append", f, "u")[0] == 0
+    assert mode() == 0o777                 # a user's write clears both
+    os.chmod(f, 0o6767)                    # setgid without group exec
+    r = helpers.run_as("cust_alice", [helpers.PYTHON, "-c", _TRUNC, str(f)])
+    assert r.returncode == 0, r.err
+    assert mode() == 0o2767                # truncate: setuid goes, this setgid stays
+    os.chmod(f, 0o4755)
+    os.chown(f, 0, 0)                      # same owner: still clears setuid
+    assert mode() == 0o755
+    assert f.read_bytes() == b"R"
