@@ -1137,6 +1137,7 @@ out_fs:
 	/* No verb may run against a file system being torn down. */
 	control_close(ctl);
 	if (mounted) {
+		ops_audit_open_handles(&fs);
 		ret = audit_admin(&fs, NULL, AUDIT_OP_UNMOUNT, 0,
 				  status == 0 ? "clean" : "session loop failed");
 		if (ret < 0)

@@ -4378,13 +4378,13 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * Counted: what the daemon's read/write handlers served; not what the
  * kernel served from its page cache (docs/audit.md).
  */
-static int audit_release(struct ops_fs *fs, struct ops_handle *h)
+static int audit_release(struct ops_fs *fs, struct ops_handle *h, const char *why)
 {
 	uint64_t rb = atomic_load_explicit(&h->rbytes, memory_order_relaxed);
 	uint64_t rc = atomic_load_explicit(&h->rcalls, memory_order_relaxed);
 	uint64_t wb = atomic_load_explicit(&h->wbytes, memory_order_relaxed);
 	uint64_t wc = atomic_load_explicit(&h->wcalls, memory_order_relaxed);
-	char apath[PATH_MAX], detail[64] = "";
+	char apath[PATH_MAX], detail[96] = "";
 	struct audit_event ev = {.ring = h->node->ring, .ref = h->audit_seq};
 
 	if (!h->audit_seq || !h->audit_release || !fs->audit)
@@ -4398,11 +4398,16 @@ static int audit_release(struct ops_fs *fs, struct ops_handle *h)
 		ev.count = wc;
 		if (rc)
 			snprintf(detail, sizeof(detail),
-				 "read=%" PRIu64 " reads=%" PRIu64, rb, rc);
+				 "read=%" PRIu64 " reads=%" PRIu64 "%s%s", rb, rc,
+				 why ? ", " : "", why ? why : "");
+		else if (why)
+			snprintf(detail, sizeof(detail), "%s", why);
 	} else {
 		ev.op = AUDIT_OP_CLOSE;
 		ev.bytes = rb;
 		ev.count = rc;
+		if (why)
+			snprintf(detail, sizeof(detail), "%s", why);
 	}
 	ev.detail = detail[0] ? detail : NULL;
 	/* The kernel sends a release without the caller: it is the opener's
@@ -4426,7 +4431,7 @@ static void do_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		e.autocommit_s = h->autocommit_s;
 		(void)ret_worm_commit(ops_fs(req), h->node, h->fd, &e);
 	}
-	ret = audit_release(ops_fs(req), h);
+	ret = audit_release(ops_fs(req), h, NULL);
 	handle_free(ops_fs(req), h);
 	fuse_reply_err(req, -ret);
 }
@@ -5050,6 +5055,31 @@ static void node_free_handles(struct ops_node *n)
 		close(h->fd);
 		free(h);
 	}
+}
+
+/* The close records of n's handles still open (see ops.h). */
+static void audit_unmount_handles(struct ops_fs *fs, struct ops_node *n)
+{
+	for (struct ops_handle *h = n->open; h; h = h->next) {
+		/* A shredded subject's keys are wiped: its shred was recorded. */
+		if (n->subj && atomic_load(&n->subj->dead))
+			continue;
+		tl_subj = n->subj;
+		if (audit_release(fs, h, "still open at unmount") == 0)
+			h->audit_seq = 0;
+		tl_subj = NULL;
+	}
+}
+
+void ops_audit_open_handles(struct ops_fs *fs)
+{
+	if (!fs->buckets || !fs->audit)
+		return;
+	for (size_t i = 0; i < fs->nbuckets; i++)
+		for (struct ops_node *n = fs->buckets[i]; n; n = n->hnext)
+			audit_unmount_handles(fs, n);
+	for (struct ops_node *n = fs->detached; n; n = n->dnext)
+		audit_unmount_handles(fs, n);
 }
 
 void ops_fs_destroy(struct ops_fs *fs)

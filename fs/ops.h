@@ -224,6 +224,13 @@ int ops_fs_init(struct ops_fs *fs, struct store *store,
  * -errno if it cannot be made (the daemon then runs without it). */
 int ops_reserve_open(struct ops_fs *fs) MUST_CHECK;
 
+/* Records the end of every recorded open whose handle is still open when
+ * the session ends (the kernel sends no release once the connection is
+ * gone, e.g. after SIGTERM): a close/write record with the bytes counted so
+ * far and detail "still open at unmount".  After the session loop, before
+ * the unmount record; single-threaded. */
+void ops_audit_open_handles(struct ops_fs *fs);
+
 /* Frees every node and the policy (after the session loop has ended). */
 void ops_fs_destroy(struct ops_fs *fs);
 

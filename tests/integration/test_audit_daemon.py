@@ -19,6 +19,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -535,4 +537,37 @@ wait $pid
     assert cat_open, fields
     # Names never leave in clear.
     assert not any("named-file" in x or "secret-content" in x for x in msgs)
+    verify(store)
+
+
+def test_handle_open_at_unmount_gets_its_record(store, mount_factory):
+    """SIGTERM while a file is open for writing: the kernel sends no release
+    any more, so the daemon records the write session itself at unmount,
+    with the bytes written so far."""
+    m = mount_factory(store)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)\n"
+         "os.write(fd, b'x' * 1000); os.write(fd, b'y' * 234)\n"
+         "print('ready', flush=True); time.sleep(60)\n",
+         str(m.mnt / "held.txt")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        m.kill(signal.SIGTERM)
+        m.proc.wait(timeout=30 * helpers.SLOW)
+        m.stop()
+    finally:
+        holder.kill()
+        holder.wait()
+    recs = log_json(store)
+    creates = [x for x in recs if x["op"] == "create" and x["path"] == "/held.txt"]
+    assert len(creates) == 1, recs
+    ends = [x for x in recs if x["ref"] == creates[0]["seq"]]
+    assert len(ends) == 1, recs
+    e = ends[0]
+    assert e["op"] == "write" and e["bytes"] == 1234 and e["count"] == 2, e
+    assert e["detail"] == "still open at unmount" and e["path"] == "/held.txt"
+    ops = [x["op"] for x in recs]
+    assert ops.index("write") < len(ops) - 1 - ops[::-1].index("unmount")
     verify(store)
