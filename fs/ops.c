@@ -1009,7 +1009,7 @@ static unsigned subj_flags(struct ops_subject *s)
 
 static bool subj_held(struct ops_node *n)
 {
-	return n->subj && (subj_flags(n->subj) & SUBJECTS_HELD);
+	return n && n->subj && (subj_flags(n->subj) & SUBJECTS_HELD);
 }
 
 /* A write inside s: its last-write time (retain_from = subject-inactive),
@@ -1032,14 +1032,15 @@ static void subj_touch(struct ops_subject *s)
 
 /* Takes every node of s out of the table (an inode number freed with the
  * subject's files may come back as a new file, which must get a node of
- * its own).  With collect, the nodes come back in *out with a reference
+ * its own).  If out is given, the nodes come back in *out with a reference
  * each, for invalidation, and *parent / name (malloc'd) the entry of the
  * subject root in a directory outside it (with a reference), if the kernel
  * knows it. */
-static int subj_detach_nodes(struct ops_fs *fs, struct ops_subject *s, bool collect,
+static int subj_detach_nodes(struct ops_fs *fs, struct ops_subject *s,
 			     struct ops_node ***out, size_t *nout,
 			     struct ops_node **parent, char **name)
 {
+	bool collect = out && nout && parent && name;
 	struct ops_node **v = NULL;
 	size_t n = 0, cap = 0;
 	int ret = 0;
@@ -1604,7 +1605,7 @@ static int refuse(fuse_req_t req, struct ops_node *n, struct ops_node *dir,
 	if (n) {
 		pr.ring = n->ring;
 		p = audit_node_path(pr.fs, n, path, sizeof(path));
-	} else {
+	} else if (dir) {
 		pr.ring = dir->ring;
 		p = audit_child_path(pr.fs, dir, name, path, sizeof(path));
 	}
@@ -3278,7 +3279,7 @@ unlock:
 				 strerror(errno));
 		else if (have_st)
 			forget_name(fs, dir, sback, &st);
-		(void)subj_detach_nodes(fs, s, false, NULL, NULL, NULL, NULL);
+		(void)subj_detach_nodes(fs, s, NULL, NULL, NULL, NULL);
 		reserve_check(fs);
 	}
 	dying_dir_end(&dd, !destroyed);
@@ -5322,7 +5323,7 @@ static void subj_forget_kernel(struct ops_fs *fs, struct ops_subject *s)
 	char *name = NULL;
 	size_t n = 0;
 
-	(void)subj_detach_nodes(fs, s, true, &v, &n, &parent, &name);
+	(void)subj_detach_nodes(fs, s, &v, &n, &parent, &name);
 	if (fs->se && parent && name)
 		(void)fuse_lowlevel_notify_inval_entry(fs->se, node_ino(fs, parent), name,
 						       strlen(name));

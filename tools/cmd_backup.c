@@ -929,6 +929,8 @@ int cmd_restore(int argc, char **argv)
 	/* 3. The erasures to re-apply: the current ledger and FILE's, every
 	 * entry authenticated before anything changes.  (What else must
 	 * outlive the swap is read from the old file afterwards: carry_over.) */
+	/* st is open unless the old catalogue is lost. */
+	// cppcheck-suppress nullPointerRedundantCheck
 	err = lost ? 0 : catalog_erasure_list(st->cat, &cur, &ncur);
 	for (size_t i = 0; err == 0 && i < ncur; i++)
 		err = ledger_add(&l, &cur[i]);
