@@ -2484,19 +2484,6 @@ static void reply_entry(fuse_req_t req, struct fuse_entry_param *e)
 		node_unref(ops_fs(req), ops_node(req, e->ino), 1);
 }
 
-/* The policy check of an operation that makes an entry in dir. */
-static int check_create(fuse_req_t req, struct ops_node *dir, const char *opname,
-			const char *name)
-{
-	struct pol_req pr;
-	int ret;
-
-	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_CREATE, opname, name);
-	pol_end(&pr);
-	return ret;
-}
-
 /* Is `name` in dir an existing subject root (so no ordinary entry may
  * take the name)? */
 static bool subj_root_taken(fuse_req_t req, struct ops_node *dir, const char *name)
@@ -2505,6 +2492,28 @@ static bool subj_root_taken(fuse_req_t req, struct ops_node *dir, const char *na
 	char sback[SUBJECTS_BACKING_LEN + 1];
 
 	return subj_root_entry(req, dir, name, hash, sback, NULL) == 1;
+}
+
+/* May an operation make entry `name` in dir?  The policy (a denial is
+ * recorded), then -ENOSPC while the disk is full (the audit reserve is in
+ * use), then, for an ordinary entry (not mkdir, which makes subjects
+ * itself), -EEXIST if a subject root has the name. */
+static int check_create(fuse_req_t req, struct ops_node *dir, const char *opname,
+			const char *name, bool ordinary)
+{
+	struct pol_req pr;
+	int ret;
+
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, POLICY_CREATE, opname, name);
+	pol_end(&pr);
+	if (ret < 0)
+		return ret;
+	if (disk_full(ops_fs(req)))
+		return -ENOSPC;
+	if (ordinary && subj_root_taken(req, dir, name))
+		return -EEXIST;
+	return 0;
 }
 
 /* A new record in dir: its keep-until (birth + retain_min of the rule in
@@ -2546,17 +2555,9 @@ static void do_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	gid_t gid;
 	int fd = -1, ret;
 
-	ret = check_create(req, dir, "mknod", name);
+	ret = check_create(req, dir, "mknod", name, true);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
-		return;
-	}
-	if (disk_full(fs)) {
-		fuse_reply_err(req, ENOSPC);
-		return;
-	}
-	if (subj_root_taken(req, dir, name)) {
-		fuse_reply_err(req, EEXIST);
 		return;
 	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
@@ -2753,13 +2754,9 @@ static void do_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	gid_t gid;
 	int dfd = -1, ret;
 
-	ret = check_create(req, dir, "mkdir", name);
+	ret = check_create(req, dir, "mkdir", name, false);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
-		return;
-	}
-	if (disk_full(fs)) {
-		fuse_reply_err(req, ENOSPC);
 		return;
 	}
 	snprintf(detail, sizeof(detail), "mode=%04o", (unsigned)(mode & 07777));
@@ -2850,21 +2847,13 @@ static void do_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	gid_t gid;
 	int ret;
 
-	ret = check_create(req, dir, "symlink", name);
+	ret = check_create(req, dir, "symlink", name, true);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	if (disk_full(fs)) {
-		fuse_reply_err(req, ENOSPC);
-		return;
-	}
 	/* The target is text the caller chose, possibly a name: it is sealed
 	 * like a path (path2). */
-	if (subj_root_taken(req, dir, name)) {
-		fuse_reply_err(req, EEXIST);
-		return;
-	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
@@ -4103,17 +4092,9 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 	/* Creating grants the new file's handle: a drop box (create only)
 	 * can write what it creates. */
-	ret = check_create(req, dir, "create", name);
+	ret = check_create(req, dir, "create", name, true);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
-		return;
-	}
-	if (disk_full(fs)) {
-		fuse_reply_err(req, ENOSPC);
-		return;
-	}
-	if (subj_root_taken(req, dir, name)) {
-		fuse_reply_err(req, EEXIST);
 		return;
 	}
 	ap = audit_child_path(fs, dir, name, apath, sizeof(apath));
