@@ -2,8 +2,9 @@
 
 - load: 16 workers (4 each as root, cust_alice, cust_bob, cust_carol)
   write files of known content (named by their checksum), read their own
-  back and read each other's, delete some, for ~15 s in CI (10 minutes
-  with CUSTODIAN_TORTURE=1); every read is checked against the checksum.
+  back and read each other's, delete some, for 1 minute in CI (20 s under
+  ASan, 10 minutes with CUSTODIAN_TORTURE=1); every read is checked
+  against the checksum.
   The daemon's VmRSS is sampled every second and reported; it must stay
   under a generous bound and stop growing (max of the last third <= 1.5 x
   max of the first third).
@@ -58,7 +59,7 @@ class RssSampler:
 
 
 def test_reliability_load_16_users(mounted, users):
-    seconds = U.scaled(15.0, 600.0, asan_ci=8.0)
+    seconds = U.scaled(60.0, 600.0, asan_ci=20.0)
     nworkers = 16
     dirs = []
     for i in range(nworkers):
@@ -103,7 +104,7 @@ def test_reliability_load_16_users(mounted, users):
     if not U.asan() and U.torture():
         # ASan keeps freed memory in quarantine (256 MiB by default), so
         # its RSS grows by design: only the bound is checked there.  A CI
-        # run (15 s) is all warm-up: the session loop adds threads with
+        # run (1 min) is mostly warm-up: the session loop adds threads with
         # their buffers and the audit writer's SQLite cache fills, so
         # flatness is judged only over the 10 minutes of `make torture`.
         assert last <= 1.5 * first, f"daemon RSS keeps growing: {samples}"
