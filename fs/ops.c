@@ -2484,6 +2484,20 @@ static void reply_entry(fuse_req_t req, struct fuse_entry_param *e)
 		node_unref(ops_fs(req), ops_node(req, e->ino), 1);
 }
 
+/* The policy check of one operation (POLICY_*) in directory dir on entry
+ * name (NULL: dir itself), as its own request scope; a denial is recorded. */
+static int check_dir_op(fuse_req_t req, struct ops_node *dir, int op, const char *opname,
+			const char *name)
+{
+	struct pol_req pr;
+	int ret;
+
+	pol_begin(req, &pr);
+	ret = pol_dir(&pr, dir, op, opname, name);
+	pol_end(&pr);
+	return ret;
+}
+
 /* Is `name` in dir an existing subject root (so no ordinary entry may
  * take the name)? */
 static bool subj_root_taken(fuse_req_t req, struct ops_node *dir, const char *name)
@@ -2501,12 +2515,8 @@ static bool subj_root_taken(fuse_req_t req, struct ops_node *dir, const char *na
 static int check_create(fuse_req_t req, struct ops_node *dir, const char *opname,
 			const char *name, bool ordinary)
 {
-	struct pol_req pr;
-	int ret;
+	int ret = check_dir_op(req, dir, POLICY_CREATE, opname, name);
 
-	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_CREATE, opname, name);
-	pol_end(&pr);
 	if (ret < 0)
 		return ret;
 	if (disk_full(ops_fs(req)))
@@ -3051,18 +3061,6 @@ static int pin_entry(struct ops_node *dir, const char *backing, int *pin, struct
 	return 0;
 }
 
-static int check_delete(fuse_req_t req, struct ops_node *dir, const char *opname,
-			const char *name)
-{
-	struct pol_req pr;
-	int ret;
-
-	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_DELETE, opname, name);
-	pol_end(&pr);
-	return ret;
-}
-
 static void do_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -3075,7 +3073,7 @@ static void do_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	uint64_t seq = 0;
 	int pin = -1, ret;
 
-	ret = check_delete(req, dir, "unlink", name);
+	ret = check_dir_op(req, dir, POLICY_DELETE, "unlink", name);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -3289,7 +3287,7 @@ static void do_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	uint64_t seq = 0;
 	int ret;
 
-	ret = check_delete(req, dir, "rmdir", name);
+	ret = check_dir_op(req, dir, POLICY_DELETE, "rmdir", name);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -4436,17 +4434,6 @@ static struct ops_dir *ops_dir(struct fuse_file_info *fi)
 	return (struct ops_dir *)(uintptr_t)fi->fh;
 }
 
-static int check_list(fuse_req_t req, struct ops_node *dir, const char *opname)
-{
-	struct pol_req pr;
-	int ret;
-
-	pol_begin(req, &pr);
-	ret = pol_dir(&pr, dir, POLICY_LIST, opname, NULL);
-	pol_end(&pr);
-	return ret;
-}
-
 static void do_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_node *n = ops_node(req, ino);
@@ -4457,7 +4444,7 @@ static void do_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	err = -check_list(req, n, "opendir");
+	err = -check_dir_op(req, n, POLICY_LIST, "opendir", NULL);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
@@ -4551,7 +4538,7 @@ static void readdir_in(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 
 	/* Checked on every call too: a policy applied while the directory is
 	 * open governs the rest of the listing. */
-	err = -check_list(req, dir, "readdir");
+	err = -check_dir_op(req, dir, POLICY_LIST, "readdir", NULL);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
