@@ -213,7 +213,7 @@ static void usage(const char *prog)
 	       "    -o audit_batch_ms=N    longest wait before records are committed to "
 	       "the\n"
 	       "                           database (default: %d)\n"
-	       "    always set: -o default_permissions,fsname=<realpath of STORE>,"
+	       "    always set: -o fsname=<realpath of STORE>,"
 	       "subtype=custodian\n"
 	       "\n"
 	       "A policy applied to the store (custodian policy apply) is enforced "
@@ -279,8 +279,10 @@ static int add_mount_options(struct fuse_args *args, const char *store_real,
 		fsname = NULL;
 		goto out;
 	}
-	if (fuse_opt_add_opt(&opts, "default_permissions") != 0 ||
-	    fuse_opt_add_opt(&opts, "subtype=custodian") != 0 ||
+	/* No default_permissions: the daemon checks mode bits itself (perm.h;
+	 * docs/daemon.md, "Permissions").  Passing -o default_permissions
+	 * adds the kernel's checks on top. */
+	if (fuse_opt_add_opt(&opts, "subtype=custodian") != 0 ||
 	    fuse_opt_add_opt_escaped(&opts, fsname) != 0)
 		goto out;
 	if (allow_other && fuse_opt_add_opt(&opts, "allow_other") != 0)

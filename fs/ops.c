@@ -1103,6 +1103,56 @@ static int subj_detach_nodes(struct ops_fs *fs, struct ops_subject *s,
 	return ret;
 }
 
+/* ---- mode bits: what the daemon knows of them ------------------------- */
+
+/*
+ * Mode bits are checked here (perm.h), not by the kernel: the mount has
+ * no default_permissions, which made the kernel fetch a directory's
+ * attributes again after every create or unlink in it.  A node keeps the
+ * mode and owner last seen on its backing object (every change goes
+ * through this mount).  Path walks: the kernel checks nothing when it
+ * walks through a name it has cached, so a name in a directory that not
+ * every caller may search (owner, group and other all need x) is handed
+ * out with entry_timeout 0: each walk through such a directory comes back
+ * as a LOOKUP and is checked for the caller who walks.
+ */
+
+static void node_perm_set_locked(struct ops_node *n, const struct stat *st)
+{
+	n->perm.mode = st->st_mode;
+	n->perm.uid = st->st_uid;
+	n->perm.gid = st->st_gid;
+}
+
+static void node_perm_set(struct ops_fs *fs, struct ops_node *n, const struct stat *st)
+{
+	pthread_mutex_lock(&fs->table_lock);
+	node_perm_set_locked(n, st);
+	pthread_mutex_unlock(&fs->table_lock);
+}
+
+static struct perm_obj node_perm(struct ops_fs *fs, struct ops_node *n)
+{
+	struct perm_obj o;
+
+	pthread_mutex_lock(&fs->table_lock);
+	o = n->perm;
+	pthread_mutex_unlock(&fs->table_lock);
+	return o;
+}
+
+/* May every caller search a directory with this mode? */
+static bool perm_open_dir(mode_t mode)
+{
+	return (mode & 0111) == 0111;
+}
+
+/* How long the kernel may keep a name of directory dir (see above). */
+static double entry_ttl(struct ops_fs *fs, struct ops_node *dir)
+{
+	return perm_open_dir(node_perm(fs, dir).mode) ? fs->cfg.entry_timeout : 0;
+}
+
 /* Is `name` in directory dir a subject root by the policy in force?  Then
  * 1, with its hash and backing name; 0 if not (no policy, dir inside a
  * subject, not a possible id). */
@@ -1137,6 +1187,27 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 
 	memset(e, 0, sizeof(*e));
 	pin = openat(parent->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pin < 0 && (errno == EMFILE || errno == ENFILE)) {
+		/* Out of descriptors: a directory the table already has is
+		 * pinned by its own descriptor, so it needs no new one. */
+		int err = errno;
+
+		if (fstatat(parent->fd, backing, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			return -errno;
+		pthread_mutex_lock(&fs->table_lock);
+		found = S_ISDIR(st.st_mode) ? table_find(fs, st.st_dev, st.st_ino) : NULL;
+		if (found && found->fd >= 0) {
+			found->refs++;
+			node_perm_set_locked(found, &st);
+			node_name_add_locked(fs, found, parent, name, backing, &dead);
+		} else {
+			found = NULL;
+		}
+		pthread_mutex_unlock(&fs->table_lock);
+		if (!found)
+			return -err;
+		goto recheck;
+	}
 	if (pin < 0)
 		return -errno;
 	if (fstat(pin, &st) != 0) {
@@ -1148,6 +1219,7 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 	found = table_find(fs, st.st_dev, st.st_ino);
 	if (found) {
 		found->refs++;
+		node_perm_set_locked(found, &st);
 		node_name_add_locked(fs, found, parent, name, backing, &dead);
 	}
 	pthread_mutex_unlock(&fs->table_lock);
@@ -1196,8 +1268,10 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 		if (found) {
 			/* Another thread won the race; use its node. */
 			found->refs++;
+			node_perm_set_locked(found, &st);
 			node_name_add_locked(fs, found, parent, name, backing, &dead);
 		} else {
+			node_perm_set_locked(n, &st);
 			if (S_ISDIR(st.st_mode)) {
 				/* The pin becomes the directory's descriptor. */
 				n->fd = pin;
@@ -1214,6 +1288,7 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 		pthread_mutex_unlock(&fs->table_lock);
 	}
 
+recheck:
 	if (fstatat(parent->fd, backing, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
 	    now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
 		pthread_mutex_lock(&fs->table_lock);
@@ -1226,7 +1301,7 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 	e->generation = found->generation;
 	e->attr = st;
 	e->attr_timeout = fs->cfg.attr_timeout;
-	e->entry_timeout = fs->cfg.entry_timeout;
+	e->entry_timeout = entry_ttl(fs, parent);
 	ret = 0;
 out:
 	free_dead(dead);
@@ -1702,6 +1777,285 @@ static int pol_node(struct pol_req *pr, struct ops_node *n, int op, const char *
 	else if (slash)
 		*slash = '\0';
 	return pol_path(pr, dir, op, opname, path);
+}
+
+/* ---- mode bits: the checks ------------------------------------------------ */
+
+/* One request's caller, for perm.h; its groups are fetched (through
+ * fs->creds, like the policy's) only if a decision needs them. */
+struct perm_req {
+	struct perm_caller c;       /* the caller (fsuid, fsgid, groups) */
+	fuse_req_t req;             /* the request being checked */
+	struct ops_fs *fs;          /* its file system */
+	int ngids;                  /* gids fetched (0 = not yet) */
+	gid_t gids[OPS_MAX_GROUPS]; /* the caller's groups, primary first */
+};
+
+static int perm_fetch(void *ctx, const gid_t **gids)
+{
+	struct perm_req *p = ctx;
+
+	if (!p->ngids) {
+		const struct fuse_ctx *fc = fuse_req_ctx(p->req);
+		int n = creds_groups(p->fs->creds, fc->pid, fc->uid, fc->gid, mono_us(),
+				     fetch_groups, p->req, p->gids, ARRAY_LEN(p->gids));
+
+		if (n < 1) {
+			p->gids[0] = fc->gid;
+			n = 1;
+		}
+		p->ngids = n;
+	}
+	*gids = p->gids;
+	return p->ngids;
+}
+
+static void perm_begin(fuse_req_t req, struct perm_req *p)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+
+	p->req = req;
+	p->fs = ops_fs(req);
+	p->ngids = 0;
+	p->c.uid = fc->uid;
+	p->c.gid = fc->gid;
+	p->c.groups = perm_fetch;
+	p->c.ctx = p;
+}
+
+/* A refusal by the mode bits, recorded as the policy's are (refuse). */
+static int perm_refuse(fuse_req_t req, struct ops_node *n, struct ops_node *dir,
+		       const char *name, const char *op, int err)
+{
+	return refuse(req, n, dir, name, op, err, "mode bits");
+}
+
+/* mask (PERM_*) on directory dir for an operation on its entry `name`
+ * (NULL: dir itself): PERM_EXEC to look a name up, PERM_WRITE|PERM_EXEC
+ * to make or remove one, PERM_READ to list. */
+static int perm_dir(fuse_req_t req, struct ops_node *dir, int mask, const char *op,
+		    const char *name)
+{
+	struct perm_req p;
+	struct perm_obj o;
+
+	perm_begin(req, &p);
+	if (perm_root(&p.c))
+		return 0;
+	o = node_perm(p.fs, dir);
+	if (perm_check(&p.c, &o, mask) == 0)
+		return 0;
+	return perm_refuse(req, name ? NULL : dir, dir, name, op, EACCES);
+}
+
+/* mask on node n, whose backing stat st was just taken. */
+static int perm_node(fuse_req_t req, struct ops_node *n, const struct stat *st, int mask,
+		     const char *op)
+{
+	struct perm_obj o = {st->st_mode, st->st_uid, st->st_gid};
+	struct perm_req p;
+
+	perm_begin(req, &p);
+	if (perm_root(&p.c) || perm_check(&p.c, &o, mask) == 0)
+		return 0;
+	return perm_refuse(req, n, NULL, NULL, op, EACCES);
+}
+
+/* May the caller remove (or rename away) entry `name` of dir, whose
+ * backing stat is victim?  Write and search on dir, and the sticky bit. */
+static int perm_remove(fuse_req_t req, struct ops_node *dir, const char *name,
+		       const struct stat *victim, const char *op)
+{
+	struct perm_obj v = {victim->st_mode, victim->st_uid, victim->st_gid};
+	struct perm_req p;
+	struct perm_obj o;
+
+	perm_begin(req, &p);
+	if (perm_root(&p.c))
+		return 0;
+	o = node_perm(p.fs, dir);
+	if (perm_check(&p.c, &o, PERM_WRITE | PERM_EXEC) < 0)
+		return perm_refuse(req, NULL, dir, name, op, EACCES);
+	if (perm_sticky(&p.c, &o, &v) < 0)
+		return perm_refuse(req, NULL, dir, name, op, EPERM);
+	return 0;
+}
+
+/* The mode bits of a rename (vfs_rename): the source is removed from its
+ * directory, the target removed (if it exists, or with exchange) or made;
+ * a directory that changes parent needs write on itself (its ".."). */
+static int perm_rename(fuse_req_t req, struct ops_node *dir, const char *name,
+		       const struct stat *src, struct ops_node *ndir, const char *newname,
+		       const struct stat *dst)
+{
+	struct perm_req p;
+	int ret;
+
+	perm_begin(req, &p);
+	if (perm_root(&p.c))
+		return 0;
+	ret = perm_remove(req, dir, name, src, "rename");
+	if (ret == 0)
+		ret = dst ? perm_remove(req, ndir, newname, dst, "rename")
+			  : perm_dir(req, ndir, PERM_WRITE | PERM_EXEC, "rename",
+				     newname);
+	for (int i = 0; ret == 0 && i < 2 && dir != ndir; i++) {
+		const struct stat *st = i == 0 ? src : dst;
+		struct perm_obj o;
+
+		if (!st || !S_ISDIR(st->st_mode))
+			continue;
+		o = (struct perm_obj){st->st_mode, st->st_uid, st->st_gid};
+		if (perm_check(&p.c, &o, PERM_WRITE) < 0)
+			ret = perm_refuse(req, NULL, i == 0 ? dir : ndir,
+					  i == 0 ? name : newname, "rename", EACCES);
+	}
+	return ret;
+}
+
+/* fs.protected_hardlinks as the kernel's may_linkat() applies it: with
+ * the sysctl on (Debian's default), a caller who does not own the file
+ * may link only a regular file it may read and write that is neither
+ * setuid nor setgid-executable.  0 or -EPERM (recorded). */
+static int perm_link(fuse_req_t req, struct ops_node *n, const struct stat *st)
+{
+	struct perm_obj o = {st->st_mode, st->st_uid, st->st_gid};
+	struct perm_req p;
+	char v = '1';
+	int fd;
+
+	perm_begin(req, &p);
+	if (perm_root(&p.c) || p.c.uid == st->st_uid)
+		return 0;
+	fd = open("/proc/sys/fs/protected_hardlinks", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (read(fd, &v, 1) != 1)
+			v = '1';
+		close(fd);
+	}
+	if (v == '0')
+		return 0;
+	if (S_ISREG(st->st_mode) && !(st->st_mode & S_ISUID) &&
+	    (st->st_mode & (S_ISGID | S_IXGRP)) != (S_ISGID | S_IXGRP) &&
+	    perm_check(&p.c, &o, PERM_READ | PERM_WRITE) == 0)
+		return 0;
+	return perm_refuse(req, n, NULL, NULL, "link", EPERM);
+}
+
+/* The access an open with these flags asks for: read and/or write by the
+ * access mode (O_TRUNC writes), execute instead of read for execve's open
+ * (__FMODE_EXEC, which the kernel passes in the flags). */
+#define OPS_FMODE_EXEC 040
+static int open_mask(int flags)
+{
+	int acc = flags & O_ACCMODE, mask = 0;
+
+	if (acc != O_WRONLY)
+		mask |= (flags & OPS_FMODE_EXEC) ? PERM_EXEC : PERM_READ;
+	if (acc != O_RDONLY || (flags & O_TRUNC))
+		mask |= PERM_WRITE;
+	return mask;
+}
+
+/* The mode bits of a setattr (setattr_prepare, notify_change), made on
+ * what was asked (a chmod to the same mode by a stranger is still EPERM):
+ * chmod needs the owner (and drops setgid from attr when it must), chown
+ * root or the owner within its groups, truncate write permission (not
+ * through a handle: its open was checked), times the owner, or write
+ * permission to set them to now.  0 or the recorded refusal. */
+static int perm_setattr(fuse_req_t req, struct ops_node *n, const struct stat *st,
+			struct stat *attr, int valid, bool via_handle)
+{
+	struct perm_obj o = {st->st_mode, st->st_uid, st->st_gid};
+	struct perm_req p;
+	int ret = 0;
+
+	perm_begin(req, &p);
+	if (perm_root(&p.c))
+		return 0;
+	/* Size first: a truncate comes with the kernel's setuid-clearing
+	 * chmod, and a caller who may not write must hear EACCES. */
+	if ((valid & FUSE_SET_ATTR_SIZE) && !via_handle)
+		ret = perm_check(&p.c, &o, PERM_WRITE);
+	if (ret == 0 && (valid & FUSE_SET_ATTR_MODE)) {
+		mode_t m = attr->st_mode & 07777;
+
+		/* The kernel clears setuid/setgid before a write or truncate
+		 * by sending this chmod as the writer: a change that only
+		 * drops those bits is allowed to whoever may write the file
+		 * (writing would clear them anyway). */
+		if ((st->st_mode & 07777 & ~PERM_KILLPRIV_MASK) ==
+			    (m & ~PERM_KILLPRIV_MASK) &&
+		    !(m & ~st->st_mode & PERM_KILLPRIV_MASK) &&
+		    perm_check(&p.c, &o, PERM_WRITE) == 0)
+			ret = 0;
+		else
+			ret = perm_chmod(&p.c, &o, &m);
+		attr->st_mode = (attr->st_mode & S_IFMT) | m;
+	}
+	if (ret == 0 && (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
+		ret = perm_chown(&p.c, &o,
+				 (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1,
+				 (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1);
+	/* A truncate's own "mtime = now" comes with the size. */
+	if (ret == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) &&
+	    !(valid & FUSE_SET_ATTR_SIZE)) {
+		/* Only utimes(NULL) (or both UTIME_NOW) is a "touch". */
+		bool touch = (valid & FUSE_SET_ATTR_ATIME_NOW) &&
+			     (valid & FUSE_SET_ATTR_MTIME_NOW);
+
+		ret = perm_utimes(&p.c, &o, touch);
+	}
+	if (ret < 0)
+		return perm_refuse(req, n, NULL, NULL,
+				   (valid & FUSE_SET_ATTR_SIZE) ? "truncate" : "setattr",
+				   -ret);
+	return 0;
+}
+
+/* After a chmod took search permission on directory dir away from some
+ * callers: names of it the kernel has cached (entry_timeout) would still
+ * let them walk through, so they are invalidated.  Called after the
+ * reply: the kernel holds dir's lock until the chmod returns. */
+static void perm_inval_children(struct ops_fs *fs, struct ops_node *dir)
+{
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!fs->se)
+		return;
+	pthread_mutex_lock(&fs->table_lock);
+	if (dir != &fs->root)
+		dir->refs++;
+	for (size_t b = 0; b < fs->nbuckets; b++)
+		for (struct ops_node *x = fs->buckets[b]; x; x = x->hnext)
+			for (struct ops_name *nm = x->names; nm; nm = nm->next) {
+				char *dup;
+
+				if (nm->parent != dir)
+					continue;
+				if (n == cap) {
+					size_t nc = cap ? cap * 2 : 16;
+					char **nv = realloc(v, nc * sizeof(*nv));
+
+					if (!nv)
+						continue;
+					v = nv;
+					cap = nc;
+				}
+				dup = strdup(nm->name);
+				if (dup)
+					v[n++] = dup;
+			}
+	pthread_mutex_unlock(&fs->table_lock);
+	for (size_t i = 0; i < n; i++) {
+		(void)fuse_lowlevel_notify_inval_entry(fs->se, node_ino(fs, dir), v[i],
+						       strlen(v[i]));
+		crypt_wipe(v[i], strlen(v[i]));
+		free(v[i]);
+	}
+	free(v);
+	node_unref(fs, dir, 1);
 }
 
 /* Does node n have a name (is it reachable by path)?  Nodes unlinked
@@ -2309,7 +2663,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Every byte passes through the cipher: splice buys nothing. */
 	conn->want &=
 		~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
-	/* We do not clear setuid bits on write ourselves: let the kernel. */
+	/* We do not clear setuid bits on write ourselves: let the kernel.
+	 * (libfuse 3.14 does not pass FUSE_HANDLE_KILLPRIV on to the kernel
+	 * anyway.)  The kernel does it with a chmod sent as the writer,
+	 * which perm_setattr allows. */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	if (fs->cfg.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
@@ -2318,6 +2675,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* O_TRUNC arrives with open, which keeps the header (see op_open). */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	fuse_log(FUSE_LOG_DEBUG, "XXX capable=%#x want=%#x\n", conn->capable, conn->want);
 }
 
 static void op_destroy(void *userdata)
@@ -2420,6 +2778,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (ret == 0)
 		sr = subj_root_name(fs, pr.pol, dir, name, hash, sback);
 	pol_end(&pr);
+	if (ret == 0)
+		ret = perm_dir(req, dir, PERM_EXEC, "lookup", name);
 	if (ret < 0) {
 		subj_leave(dir->subj);
 		fuse_reply_err(req, -ret);
@@ -2441,7 +2801,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* Negative entry: cached like a positive one, since every
 		 * create goes through this mount and invalidates it. */
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = fs->cfg.entry_timeout;
+		e.entry_timeout = entry_ttl(fs, dir);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -2517,6 +2877,8 @@ static int check_create(fuse_req_t req, struct ops_node *dir, const char *opname
 {
 	int ret = check_dir_op(req, dir, POLICY_CREATE, opname, name);
 
+	if (ret == 0)
+		ret = perm_dir(req, dir, PERM_WRITE | PERM_EXEC, opname, name);
 	if (ret < 0)
 		return ret;
 	if (disk_full(ops_fs(req)))
@@ -2962,6 +3324,8 @@ static void do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	if (ret == 0)
 		ret = pol_node(&pr, n, POLICY_WRITE, "link");
 	pol_end(&pr);
+	if (ret == 0)
+		ret = perm_dir(req, dir, PERM_WRITE | PERM_EXEC, "link", name);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -2989,6 +3353,11 @@ static void do_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const cha
 	ret = node_find(fs, n, &srcdir, backing, &st);
 	if (ret < 0)
 		goto out;
+	ret = perm_link(req, n, &st);
+	if (ret < 0) {
+		recorded = true; /* by perm_link */
+		goto out;
+	}
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
@@ -3094,9 +3463,11 @@ static void do_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	ret = pin_entry(dir, enc.backing, &pin, &st);
 	if (ret < 0)
 		goto out;
-	recorded = true; /* a refusal is recorded by check_record */
-	ret = check_record(req, dir, name, NULL, pin, st.st_mode & S_IFMT,
-			   RETENTION_UNLINK, "unlink");
+	recorded = true; /* a refusal is recorded by check_record, perm_remove */
+	ret = perm_remove(req, dir, name, &st, "unlink");
+	if (ret == 0)
+		ret = check_record(req, dir, name, NULL, pin, st.st_mode & S_IFMT,
+				   RETENTION_UNLINK, "unlink");
 	if (ret < 0)
 		goto out;
 	ret = audit_change(req, AUDIT_OP_UNLINK, 0, dir->ring, ap, NULL, 0, NULL, &seq);
@@ -3312,7 +3683,19 @@ static void do_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	ret = dir_encrypt(dir, name, &enc);
 	if (ret < 0)
 		goto out;
-	recorded = true;
+	recorded = true; /* a refusal is recorded by perm_remove */
+	if (fuse_req_ctx(req)->uid != 0) {
+		struct stat vst;
+
+		if (fstatat(dir->fd, enc.backing, &vst, AT_SYMLINK_NOFOLLOW) != 0) {
+			ret = -errno;
+			recorded = false;
+			goto out;
+		}
+		ret = perm_remove(req, dir, name, &vst, "rmdir");
+		if (ret < 0)
+			goto out;
+	}
 	ret = audit_change(req, AUDIT_OP_RMDIR, 0, dir->ring, ap, NULL, 0, NULL, &seq);
 	if (ret < 0)
 		goto out;
@@ -3437,6 +3820,9 @@ static void do_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (ret == 0 && exchange)
 		ret = pol_dir(&pr, dir, POLICY_CREATE, "rename", name);
 	pol_end(&pr);
+	if (ret == 0 && have_src)
+		ret = perm_rename(req, dir, name, &srcst, ndir, newname,
+				  have_dst ? &st : NULL);
 	/* Legal holds and retention: the source goes away from its name (also
 	 * within one directory), a replaced target is destroyed. */
 	if (ret == 0 && have_src)
@@ -3639,7 +4025,7 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	char proc[64], apath[PATH_MAX], detail[160] = "";
 	struct stat st;
 	int pfd = -1, tfd = -1, ret = 0;
-	bool own_pfd = false, denied, recorded = false;
+	bool own_pfd = false, denied, recorded = false, was_open = false;
 	const char *ap = NULL;
 	uint64_t seq = 0;
 
@@ -3672,6 +4058,12 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	}
 	if (!own_pfd && fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
 		ret = -errno;
+		goto out;
+	}
+	was_open = perm_open_dir(st.st_mode);
+	ret = perm_setattr(req, n, &st, attr, valid, h != NULL);
+	if (ret < 0) {
+		denied = true; /* recorded */
 		goto out;
 	}
 	/* Only what changes is made and recorded: tar's chown of a file it
@@ -3744,8 +4136,10 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	if (fstatat(pfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
 		ret = -errno;
 done:
-	if (ret == 0)
+	if (ret == 0) {
+		node_perm_set(fs, n, &st);
 		stat_convert(n, pfd, "", &st);
+	}
 out:
 	if (tfd >= 0)
 		close(tfd);
@@ -3756,10 +4150,13 @@ out:
 				 NULL, 0, detail);
 	if (ret == 0 && (valid & FUSE_SET_ATTR_SIZE))
 		reserve_check(fs);
-	if (ret < 0)
+	if (ret < 0) {
 		fuse_reply_err(req, -ret);
-	else
-		fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+		return;
+	}
+	fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+	if (S_ISDIR(st.st_mode) && was_open && !perm_open_dir(st.st_mode))
+		perm_inval_children(fs, n);
 }
 
 static void do_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -3806,12 +4203,20 @@ static void do_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void do_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
+	struct ops_node *n = ops_node(req, ino);
+	struct perm_req p;
+	struct perm_obj o;
 	struct stat st;
 	int ret;
 
-	/* Mode bits are the kernel's (default_permissions). */
-	(void)mask;
-	ret = node_stat(ops_fs(req), ops_node(req, ino), &st);
+	/* access(2) and chdir(2) ask; the answer is not a refused operation,
+	 * so nothing is recorded. */
+	ret = node_stat(ops_fs(req), n, &st);
+	if (ret == 0 && (mask & (R_OK | W_OK | X_OK))) {
+		perm_begin(req, &p);
+		o = (struct perm_obj){st.st_mode, st.st_uid, st.st_gid};
+		ret = perm_check(&p.c, &o, mask);
+	}
 	fuse_reply_err(req, -ret);
 }
 
@@ -3983,6 +4388,11 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fd = node_open(fs, n, backing_flags(fs, fi->flags), &st);
 	if (fd < 0) {
 		ret = fd;
+		goto out;
+	}
+	ret = perm_node(req, n, &st, open_mask(fi->flags), "open");
+	if (ret < 0) {
+		recorded = true; /* the refusal is */
 		goto out;
 	}
 	/* A ciphertext of impossible length is damaged.  It stats as empty
@@ -4445,6 +4855,8 @@ static void do_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	err = -check_dir_op(req, n, POLICY_LIST, "opendir", NULL);
+	if (!err)
+		err = -perm_dir(req, n, open_mask(fi->flags), "opendir", NULL);
 	if (err) {
 		fuse_reply_err(req, err);
 		return;
@@ -4979,6 +5391,7 @@ int ops_fs_init(struct ops_fs *fs, struct store *store, const struct ops_config 
 	root->dev = st.st_dev;
 	root->ino = st.st_ino;
 	root->type = S_IFDIR;
+	node_perm_set_locked(root, &st); /* not yet shared */
 	root->refs = 1;
 	root->ring = keys_volume(store->mk);
 	ret = names_diriv_load(root->fd, root->iv);

@@ -22,6 +22,7 @@
 #include "keys.h"
 #include "store.h"
 #include "retention.h"
+#include "perm.h"
 #include "subjects.h"
 
 /* Mount-time settings the operations consult (read-only once mounted). */
@@ -114,6 +115,11 @@ struct ops_node {
 					  directory; -1 for anything else;
 					  immutable */
 	mode_t type;                   /* S_IFMT bits; immutable */
+	struct perm_obj perm;          /* mode and owner as last seen on the
+					  backing object (the checks of perm.h
+					  use it for directories; every change
+					  goes through this mount, so it stays
+					  current); fs->table_lock */
 	uint64_t generation;           /* FUSE generation; immutable */
 	const struct keyring *ring;    /* keyring for names below and content;
 					  immutable (inherited from the parent,

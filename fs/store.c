@@ -155,13 +155,17 @@ int store_create(const char *path, const struct secret *pass, const struct keys_
 	}
 	made_any = true;
 
-	if (mkdirat(dirfd, STORE_TREE_DIR, 0700) != 0) {
+	/* STORE is private (a directory that existed is made so); the tree
+	 * inside is the mount's root and shows 0755, as a new file system's
+	 * root does: a root not everybody may search would make every path
+	 * walk through it a LOOKUP (docs/daemon.md, "Permissions"). */
+	if (fchmod(dirfd, 0700) != 0 || mkdirat(dirfd, STORE_TREE_DIR, 0700) != 0) {
 		ret = -errno;
 		goto out;
 	}
 	tree_fd =
 		sys.openat(dirfd, STORE_TREE_DIR, O_DIRECTORY | O_RDONLY | O_CLOEXEC, 0);
-	if (tree_fd < 0) {
+	if (tree_fd < 0 || fchmod(tree_fd, 0755) != 0) {
 		ret = -errno;
 		goto out;
 	}

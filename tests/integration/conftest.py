@@ -23,8 +23,9 @@ mounted        function `store` mounted with -f -o allow_other at scratch/mnt.
                         Attributes .mnt, .store, .proc, .stderr(), .remount(),
                         .stop(), .kill(sig).  Ready when the mount point is in
                         /proc/self/mounts (10 s, x4 under ASan).  The root
-                        of the mount (tree/, 0700 after init) is chmod 0755
-                        so the test users can traverse it.
+                        of the mount (tree/, 0755 after init; stores made
+                        before that have 0700) is made 0755 so the test
+                        users can traverse it.
 mount_factory  function mount_factory(store, options=("-o","allow_other"),
                         mnt=None, passfile=None, start=True, open_root=True)
                         -> Mount, for custom options (e.g. "-o", "ro"); the
@@ -110,9 +111,9 @@ class _Mounts:
 
 
 def _open_root(m):
-    """The store's tree/ (the mount's root) is 0700 after init, as a store
-    should be; tests that use the test users need to get in, as an admin
-    would chmod it."""
+    """The store's tree/ (the mount's root) is 0755 after init; a store made
+    before that has 0700, and tests that use the test users need to get in,
+    as an admin would chmod it."""
     if os.stat(m.mnt).st_mode & 0o777 == 0o700:
         os.chmod(m.mnt, 0o755)
 

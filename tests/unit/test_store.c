@@ -97,13 +97,14 @@ static void test_create_open_unlock(void **state)
 	create_store(f, "s3cret passphrase\n", recovery);
 	assert_int_equal(strlen(recovery), 71);
 
-	/* Layout: 0700 directories, catalogue, root IV. */
+	/* Layout: a private store directory, the tree (the mount's root,
+	 * 0755 like a new file system's), catalogue, root IV. */
 	assert_int_equal(stat(f->store, &sb), 0);
 	assert_int_equal(sb.st_mode & 07777, 0700);
 	snprintf(path, sizeof(path), "%s/%s", f->store, STORE_TREE_DIR);
 	assert_int_equal(stat(path, &sb), 0);
 	assert_true(S_ISDIR(sb.st_mode));
-	assert_int_equal(sb.st_mode & 07777, 0700);
+	assert_int_equal(sb.st_mode & 07777, 0755);
 	snprintf(path, sizeof(path), "%s/%s", f->store, CATALOG_FILE);
 	assert_int_equal(stat(path, &sb), 0);
 
@@ -194,9 +195,15 @@ static void test_create_refusals(void **state)
 	char recovery[KEYS_RECOVERY_TEXT_MAX], path[160];
 	int fd;
 
-	/* An existing empty directory is fine. */
+	/* An existing empty directory is fine, and is made private. */
 	assert_int_equal(mkdir(f->store, 0755), 0);
 	assert_int_equal(store_create(f->store, pw, &fast_kdf, recovery), 0);
+	{
+		struct stat sb;
+
+		assert_int_equal(stat(f->store, &sb), 0);
+		assert_int_equal(sb.st_mode & 07777, 0700);
+	}
 	/* A store is already there. */
 	assert_int_equal(store_create(f->store, pw, &fast_kdf, recovery), -EEXIST);
 
