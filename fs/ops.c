@@ -1177,15 +1177,26 @@ static int subj_root_name(struct ops_fs *fs, struct ops_policy *pol, struct ops_
  * the table after its inode is freed, and a new file given the same inode
  * number would inherit the node and its header state.
  */
-static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *backing,
-		    const char *name, const uint8_t *iv, struct ops_subject *subj,
-		    struct fuse_entry_param *e)
+static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *backing,
+		       const char *name, const uint8_t *iv, struct ops_subject *subj,
+		       struct fuse_entry_param *e, bool listed)
 {
 	struct ops_node *n = NULL, *found, *dead = NULL;
 	struct stat st, now;
 	int pin, ret;
 
 	memset(e, 0, sizeof(*e));
+	if (listed) {
+		/* READDIRPLUS: the kernel holds the directory's lock for the
+		 * whole listing, so no request can unlink or rename this entry
+		 * meanwhile: no pin (a new directory still opens its
+		 * descriptor, below).  The second look stays, for the daemon's
+		 * own removals (retention sweep, shred reaper). */
+		if (fstatat(parent->fd, backing, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			return -errno;
+		pin = -1;
+		goto table;
+	}
 	pin = openat(parent->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (pin < 0 && (errno == EMFILE || errno == ENFILE)) {
 		/* Out of descriptors: a directory the table already has is
@@ -1215,6 +1226,7 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 		goto out;
 	}
 
+table:
 	pthread_mutex_lock(&fs->table_lock);
 	found = table_find(fs, st.st_dev, st.st_ino);
 	if (found) {
@@ -1224,6 +1236,19 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 	}
 	pthread_mutex_unlock(&fs->table_lock);
 
+	if (!found && pin < 0 && S_ISDIR(st.st_mode)) {
+		struct stat pst;
+
+		pin = openat(parent->fd, backing, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (pin < 0) {
+			ret = -errno;
+			goto out;
+		}
+		if (fstat(pin, &pst) != 0 || !same_inode_st(&pst, &st)) {
+			ret = -ENOENT;
+			goto out;
+		}
+	}
 	if (!found) {
 		/* Built outside the lock: loading a directory IV is I/O. */
 		n = calloc(1, sizeof(*n));
@@ -1296,7 +1321,10 @@ recheck:
 		pthread_mutex_unlock(&fs->table_lock);
 	}
 
-	stat_convert(found, found->fd >= 0 ? found->fd : pin, "", &st);
+	if (found->fd >= 0 || pin >= 0)
+		stat_convert(found, found->fd >= 0 ? found->fd : pin, "", &st);
+	else
+		stat_convert(found, parent->fd, backing, &st);
 	e->ino = node_ino(fs, found);
 	e->generation = found->generation;
 	e->attr = st;
@@ -1310,6 +1338,13 @@ out:
 	if (pin >= 0)
 		close(pin);
 	return ret;
+}
+
+static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *backing,
+		    const char *name, const uint8_t *iv, struct ops_subject *subj,
+		    struct fuse_entry_param *e)
+{
+	return node_get_as(fs, parent, backing, name, iv, subj, e, false);
 }
 
 /* The inode behind backing entry `backing` of dir, if the kernel knows
@@ -5015,8 +5050,8 @@ static void readdir_in(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 				e.attr.st_ino = d->entry->d_ino;
 				e.attr.st_mode = (mode_t)d->entry->d_type << 12;
 			} else {
-				int r = node_get(fs, dir, d->entry->d_name, plain, NULL,
-						 esubj, &e);
+				int r = node_get_as(fs, dir, d->entry->d_name, plain,
+						    NULL, esubj, &e, true);
 
 				subj_unref(esubj);
 				esubj = NULL;
