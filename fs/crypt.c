@@ -79,24 +79,32 @@ static void nonce_init(void)
 		atomic_store(&nonce_generation, 0);
 }
 
-/* out = CRYPT_NONCE_BYTES fresh random bytes. */
-static void nonce_next(uint8_t out[CRYPT_NONCE_BYTES])
+/* out = n (at most CRYPT_NONCE_BYTES) fresh random bytes from this
+ * thread's pool: one getrandom per pool, not per call. */
+static void pool_take(uint8_t *out, size_t n)
 {
 	unsigned gen = atomic_load(&nonce_generation);
 
 	if (gen == 0) {
-		randombytes_buf(out, CRYPT_NONCE_BYTES);
+		randombytes_buf(out, n);
 		return;
 	}
-	if (nonce_pool.generation != gen || nonce_pool.used == sizeof(nonce_pool.buf)) {
+	if (nonce_pool.generation != gen ||
+	    sizeof(nonce_pool.buf) - nonce_pool.used < n) {
 		randombytes_buf(nonce_pool.buf, sizeof(nonce_pool.buf));
 		nonce_pool.used = 0;
 		nonce_pool.generation = gen;
 	}
-	memcpy(out, nonce_pool.buf + nonce_pool.used, CRYPT_NONCE_BYTES);
+	memcpy(out, nonce_pool.buf + nonce_pool.used, n);
 	/* Handed out once: wipe it from the pool. */
-	memset(nonce_pool.buf + nonce_pool.used, 0, CRYPT_NONCE_BYTES);
-	nonce_pool.used += CRYPT_NONCE_BYTES;
+	sodium_memzero(nonce_pool.buf + nonce_pool.used, n);
+	nonce_pool.used += n;
+}
+
+/* out = CRYPT_NONCE_BYTES fresh random bytes. */
+static void nonce_next(uint8_t out[CRYPT_NONCE_BYTES])
+{
+	pool_take(out, CRYPT_NONCE_BYTES);
 }
 
 int crypt_init(void)
@@ -126,7 +134,12 @@ void crypt_wipe(void *p, size_t n)
 
 void crypt_random(void *buf, size_t n)
 {
-	randombytes_buf(buf, n);
+	/* Small requests (file ids, names' random parts) share the nonce
+	 * pool: same generator, a fraction of a syscall each. */
+	if (n <= CRYPT_NONCE_BYTES)
+		pool_take(buf, n);
+	else
+		randombytes_buf(buf, n);
 }
 
 int crypt_equal(const void *a, const void *b, size_t n)

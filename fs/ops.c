@@ -745,19 +745,55 @@ static void handle_attach(struct ops_fs *fs, struct ops_node *n, struct ops_hand
 	pthread_mutex_unlock(&fs->table_lock);
 }
 
-/* Unlinks, closes and frees a handle. */
+/* Unlinks, closes and frees a handle (once no request borrows it). */
 static void handle_free(struct ops_fs *fs, struct ops_handle *h)
 {
+	bool later;
+
 	pthread_mutex_lock(&fs->table_lock);
 	if (h->pprev) {
 		*h->pprev = h->next;
 		if (h->next)
 			h->next->pprev = h->pprev;
+		h->pprev = NULL;
 		node_detach_if_gone_locked(fs, h->node);
 	}
+	later = h->borrowed > 0;
+	h->released = later;
 	pthread_mutex_unlock(&fs->table_lock);
+	if (later)
+		return;
 	close(h->fd);
 	free(h);
+}
+
+/* One of n's open handles, whose descriptor the caller may use until
+ * handle_return (a release meanwhile waits for it), or NULL.  Saves a
+ * setattr from opening the file again by name: tar's chown, chmod and
+ * utimens come while its descriptor is open. */
+static struct ops_handle *handle_borrow(struct ops_fs *fs, struct ops_node *n)
+{
+	struct ops_handle *h;
+
+	pthread_mutex_lock(&fs->table_lock);
+	h = n->open;
+	if (h)
+		h->borrowed++;
+	pthread_mutex_unlock(&fs->table_lock);
+	return h;
+}
+
+static void handle_return(struct ops_fs *fs, struct ops_handle *h)
+{
+	bool last;
+
+	pthread_mutex_lock(&fs->table_lock);
+	last = --h->borrowed == 0 && h->released;
+	pthread_mutex_unlock(&fs->table_lock);
+	if (last) {
+		close(h->fd);
+		free(h);
+	}
 }
 
 /* ---- subjects ------------------------------------------------------------- */
@@ -1179,13 +1215,23 @@ static int subj_root_name(struct ops_fs *fs, struct ops_policy *pol, struct ops_
  */
 static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *backing,
 		       const char *name, const uint8_t *iv, struct ops_subject *subj,
-		       struct fuse_entry_param *e, bool listed)
+		       struct fuse_entry_param *e, bool listed, int held)
 {
 	struct ops_node *n = NULL, *found, *dead = NULL;
 	struct stat st, now;
 	int pin, ret;
 
 	memset(e, 0, sizeof(*e));
+	if (held >= 0) {
+		/* A file the caller just made and holds open (held): that
+		 * descriptor pins the inode. */
+		if (fstat(held, &st) != 0)
+			return -errno;
+		if (S_ISDIR(st.st_mode))
+			return -EINVAL;
+		pin = -1;
+		goto table;
+	}
 	if (listed) {
 		/* READDIRPLUS: the kernel holds the directory's lock for the
 		 * whole listing, so no request can unlink or rename this entry
@@ -1344,7 +1390,7 @@ static int node_get(struct ops_fs *fs, struct ops_node *parent, const char *back
 		    const char *name, const uint8_t *iv, struct ops_subject *subj,
 		    struct fuse_entry_param *e)
 {
-	return node_get_as(fs, parent, backing, name, iv, subj, e, false);
+	return node_get_as(fs, parent, backing, name, iv, subj, e, false, -1);
 }
 
 /* The inode behind backing entry `backing` of dir, if the kernel knows
@@ -4060,7 +4106,8 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 	char proc[64], apath[PATH_MAX], detail[160] = "";
 	struct stat st;
 	int pfd = -1, tfd = -1, ret = 0;
-	bool own_pfd = false, denied, recorded = false, was_open = false;
+	bool own_pfd = false, denied, recorded = false, was_open = false, real_fd = false;
+	struct ops_handle *lent = NULL;
 	const char *ap = NULL;
 	uint64_t seq = 0;
 
@@ -4083,6 +4130,10 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		pfd = n->fd;
 	} else if (h) {
 		pfd = h->fd;
+		real_fd = true;
+	} else if (S_ISREG(n->type) && (lent = handle_borrow(fs, n)) != NULL) {
+		pfd = lent->fd;
+		real_fd = true;
 	} else {
 		pfd = node_open(fs, n, O_PATH, &st);
 		if (pfd < 0) {
@@ -4115,7 +4166,9 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		goto out;
 	proc_path(proc, pfd);
 	if ((valid & FUSE_SET_ATTR_MODE) && !S_ISLNK(n->type)) {
-		if (chmod(proc, attr->st_mode & 07777) != 0) {
+		/* An O_PATH descriptor cannot fchmod: through /proc then. */
+		if ((real_fd ? fchmod(pfd, attr->st_mode & 07777)
+			     : chmod(proc, attr->st_mode & 07777)) != 0) {
 			ret = -errno;
 			goto out;
 		}
@@ -4180,6 +4233,8 @@ out:
 		close(tfd);
 	if (own_pfd)
 		close(pfd);
+	if (lent)
+		handle_return(fs, lent);
 	if (!denied)
 		audit_change_end(req, AUDIT_OP_SETATTR, ret, recorded, seq, n->ring, ap,
 				 NULL, 0, detail);
@@ -4601,7 +4656,7 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 			   (uint64_t)fi->flags, detail, &seq);
 	if (ret < 0)
 		goto out;
-	ret = node_get(fs, dir, enc.backing, name, NULL, NULL, &e);
+	ret = node_get_as(fs, dir, enc.backing, name, NULL, NULL, &e, false, fd);
 	if (ret < 0)
 		goto out;
 	have_entry = true;
@@ -5051,7 +5106,7 @@ static void readdir_in(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset
 				e.attr.st_mode = (mode_t)d->entry->d_type << 12;
 			} else {
 				int r = node_get_as(fs, dir, d->entry->d_name, plain,
-						    NULL, esubj, &e, true);
+						    NULL, esubj, &e, true, -1);
 
 				subj_unref(esubj);
 				esubj = NULL;

@@ -52,6 +52,11 @@ struct ops_handle {
 	struct ops_node *node;       /* the file */
 	struct ops_handle *next;     /* node's other handles; fs->table_lock */
 	struct ops_handle **pprev;   /* link that points here; fs->table_lock */
+	unsigned borrowed;           /* requests using fd through the node
+					(handle_borrow); fs->table_lock */
+	bool released;               /* released while borrowed: the last
+					borrower closes and frees it;
+					fs->table_lock */
 	uint64_t audit_seq;          /* seq of the open/create record, 0 = the
 					open was not recorded (audit = none) */
 	bool audit_release;          /* record the release (close or write) */
