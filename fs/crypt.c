@@ -134,12 +134,21 @@ void crypt_wipe(void *p, size_t n)
 
 void crypt_random(void *buf, size_t n)
 {
-	/* Small requests (file ids, names' random parts) share the nonce
-	 * pool: same generator, a fraction of a syscall each. */
-	if (n <= CRYPT_NONCE_BYTES)
-		pool_take(buf, n);
-	else
-		randombytes_buf(buf, n);
+	randombytes_buf(buf, n);
+}
+
+void crypt_random_public(void *buf, size_t n)
+{
+	/* Values that are stored in the clear share the nonce pool: the
+	 * same generator, a fraction of a syscall each.  Never keys: the
+	 * pool's bytes wait in ordinary memory. */
+	while (n > 0) {
+		size_t k = n < CRYPT_NONCE_BYTES ? n : CRYPT_NONCE_BYTES;
+
+		pool_take(buf, k);
+		buf = (uint8_t *)buf + k;
+		n -= k;
+	}
 }
 
 int crypt_equal(const void *a, const void *b, size_t n)

@@ -43,8 +43,12 @@ void crypt_secure_free(void *p);
 /* Wipes memory in a way the compiler cannot elide. */
 void crypt_wipe(void *p, size_t n);
 
-/* Cryptographically random bytes. */
+/* Cryptographically random bytes (one getrandom each: use for keys). */
 void crypt_random(void *buf, size_t n);
+
+/* The same, for values stored in the clear (file ids, directory IVs,
+ * salts, temporary names): taken from a per-thread pool. */
+void crypt_random_public(void *buf, size_t n);
 
 /* Constant-time equality: 1 if equal, 0 if not. */
 int crypt_equal(const void *a, const void *b, size_t n);

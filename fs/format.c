@@ -309,7 +309,7 @@ static int header_init(struct format_file *f, int64_t birth_us)
 	memset(&f->hdr, 0, sizeof(f->hdr));
 	f->hdr.version = FORMAT_VERSION;
 	f->hdr.birth_us = birth_us;
-	crypt_random(f->hdr.file_id, sizeof(f->hdr.file_id));
+	crypt_random_public(f->hdr.file_id, sizeof(f->hdr.file_id));
 	ret = write_header(f);
 	if (ret < 0) {
 		/* Leave the file as it was: empty and header-less. */

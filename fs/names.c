@@ -207,7 +207,7 @@ int names_long_store(int dirfd, const struct names_enc *enc)
 	if (ret < 0)
 		return ret;
 	/* The temp name starts with ".N" too, so a leftover one is hidden. */
-	crypt_random(r, sizeof(r));
+	crypt_random_public(r, sizeof(r));
 	crypt_hex(rnd, r, sizeof(r));
 	if (strlen(side) + 1 + strlen(rnd) >= sizeof(tmp))
 		return -ENAMETOOLONG;
@@ -270,7 +270,7 @@ int names_diriv_create(int dirfd, uint8_t iv[CRYPT_DIRIV_BYTES])
 			O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (fd < 0)
 		return -errno;
-	crypt_random(iv, CRYPT_DIRIV_BYTES);
+	crypt_random_public(iv, CRYPT_DIRIV_BYTES);
 	n = sys_pwrite_full(fd, iv, CRYPT_DIRIV_BYTES, 0);
 	if (n < 0)
 		ret = (int)n;
