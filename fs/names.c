@@ -263,19 +263,30 @@ int names_long_remove(int dirfd, const struct names_enc *enc)
 
 int names_diriv_create(int dirfd, uint8_t iv[CRYPT_DIRIV_BYTES])
 {
+	return names_diriv_create_unsynced(dirfd, iv, NULL);
+}
+
+int names_diriv_create_unsynced(int dirfd, uint8_t iv[CRYPT_DIRIV_BYTES], int *unsynced)
+{
 	ssize_t n;
 	int fd, ret = 0;
 
+	if (unsynced)
+		*unsynced = -1;
 	fd = sys.openat(dirfd, NAMES_DIRIV_FILE,
 			O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (fd < 0)
 		return -errno;
 	crypt_random_public(iv, CRYPT_DIRIV_BYTES);
 	n = sys_pwrite_full(fd, iv, CRYPT_DIRIV_BYTES, 0);
-	if (n < 0)
+	if (n < 0) {
 		ret = (int)n;
-	else if (sys.fsync(fd) != 0)
+	} else if (unsynced) {
+		*unsynced = fd; /* the caller syncs and closes it */
+		return 0;
+	} else if (sys.fsync(fd) != 0) {
 		ret = -errno;
+	}
 	if (close(fd) != 0 && ret == 0)
 		ret = -errno;
 	if (ret < 0) {

@@ -62,6 +62,12 @@ int names_long_remove(int dirfd, const struct names_enc *enc) MUST_CHECK;
  * mode 0444, fsynced) and returns the IV.  Loads an existing one: -EIO if
  * missing or short. */
 int names_diriv_create(int dirfd, uint8_t iv[CRYPT_DIRIV_BYTES]) MUST_CHECK;
+
+/* The same without the fsync: *unsynced is the IV file's descriptor
+ * (written, not yet synced), which the caller must sync and close
+ * (durable.h).  On failure nothing is left behind and *unsynced is -1. */
+int names_diriv_create_unsynced(int dirfd, uint8_t iv[CRYPT_DIRIV_BYTES],
+				int *unsynced) MUST_CHECK;
 int names_diriv_load(int dirfd, uint8_t iv[CRYPT_DIRIV_BYTES]) MUST_CHECK;
 
 #endif

@@ -53,6 +53,7 @@
 
 #include "clock.h"
 #include "creds.h"
+#include "durable.h"
 #include "linktarget.h"
 #include "names.h"
 #include "policy.h"
@@ -3205,7 +3206,7 @@ static void do_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	const char *ap;
 	uid_t uid;
 	gid_t gid;
-	int dfd = -1, ret;
+	int dfd = -1, ivfd, ret;
 
 	ret = check_create(req, dir, "mkdir", name, false);
 	if (ret < 0) {
@@ -3252,7 +3253,11 @@ static void do_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		ret = -errno;
 		goto out;
 	}
-	ret = names_diriv_create(dfd, iv);
+	/* The IV reaches the disk a few ms later, and before any fsync in
+	 * this mount returns (durable.h): not a device flush per mkdir. */
+	ret = names_diriv_create_unsynced(dfd, iv, &ivfd);
+	if (ret == 0)
+		ret = durable_add(fs->durable, ivfd);
 	if (ret < 0)
 		goto out;
 	if (fchownat(dfd, "", uid, gid, AT_EMPTY_PATH) != 0) {
@@ -4475,6 +4480,9 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		ret = S_ISDIR(n->type) ? -EISDIR : -EINVAL;
 		goto out;
 	}
+	/* Synchronous writes promise durability: of the names above too. */
+	if ((fi->flags & (O_SYNC | O_DSYNC)) && (ret = durable_drain(fs->durable)) < 0)
+		goto out;
 	fd = node_open(fs, n, backing_flags(fs, fi->flags), &st);
 	if (fd < 0) {
 		ret = fd;
@@ -4601,6 +4609,8 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	if (ret < 0)
 		goto out;
 	ret = new_owner(req, dir, &uid, &gid);
+	if (ret == 0 && (fi->flags & (O_SYNC | O_DSYNC)))
+		ret = durable_drain(fs->durable); /* as in do_open */
 	if (ret < 0)
 		goto out;
 	h = calloc(1, sizeof(*h));
@@ -4923,6 +4933,12 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int r;
 
 	(void)ino;
+	/* Its name may lie in a directory whose IV is not on disk yet. */
+	r = durable_drain(ops_fs(req)->durable);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
 	r = datasync ? sys.fdatasync(fd) : sys.fsync(fd);
 	fuse_reply_err(req, r != 0 ? errno : 0);
 }
@@ -5206,6 +5222,11 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int r;
 
 	(void)ino;
+	r = durable_drain(ops_fs(req)->durable);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
 	r = datasync ? sys.fdatasync(fd) : sys.fsync(fd);
 	fuse_reply_err(req, r != 0 ? errno : 0);
 }
@@ -5488,6 +5509,9 @@ int ops_fs_init(struct ops_fs *fs, struct store *store, const struct ops_config 
 	if (ret < 0)
 		goto fail_fd;
 	root->iv_ok = true;
+	ret = durable_open(&fs->durable);
+	if (ret < 0)
+		goto fail_fd;
 	return 0;
 
 fail_fd:
@@ -5558,6 +5582,9 @@ void ops_fs_destroy(struct ops_fs *fs)
 {
 	if (!fs->buckets)
 		return;
+	/* New directories' IVs reach the disk before the store is let go. */
+	durable_close(fs->durable);
+	fs->durable = NULL;
 	for (size_t i = 0; i < fs->nbuckets; i++) {
 		struct ops_node *n = fs->buckets[i], *next;
 

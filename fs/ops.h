@@ -152,6 +152,8 @@ struct ops_subject;
 struct ops_retention;
 /* The background remover of shredded subjects' ciphertext (ops.c). */
 struct ops_reaper;
+/* Writes synced in the background (durable.h). */
+struct durable;
 /* An open directory (ops.c). */
 struct ops_dir;
 struct creds_cache;
@@ -190,6 +192,8 @@ struct ops_fs {
 					 session loop; NULL records nothing
 					 (never in the daemon, which refuses to
 					 mount without it) */
+	struct durable *durable;      /* new directories' IV files, synced soon
+					 and before any fsync returns */
 	int reserve_fd;               /* STORE/audit.reserve: disk space held
 					 back for audit records, -1 if none */
 	atomic_bool disk_full;        /* the reserve was given to the audit log:

@@ -27,6 +27,7 @@ SEQ_MB=${BENCH_SEQ_MB:-1024}
 FIO_MB=${BENCH_FIO_MB:-256}
 FIO_SECS=${BENCH_FIO_SECS:-20}
 TAR_FILES=${BENCH_TAR_FILES:-0}
+ROUNDS=${BENCH_ROUNDS:-3}
 FSLIST=${BENCH_FS:-plain passthrough gocryptfs securefs custodian}
 WORK=${BENCH_WORK:-/var/tmp/custodian-bench.$$}
 PY=/usr/bin/python3
@@ -64,7 +65,8 @@ trap 'exit 130' INT TERM HUP
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RESULTS"; }
+ROUND=1
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$ROUND" >>"$RESULTS"; }
 
 drop_caches() {
 	sync
@@ -269,23 +271,36 @@ TARMB=$(du -m "$TARBALL" | cut -f1)
 log "workload: seq ${SEQ_MB} MiB; tree of $NFILES files (${TARMB} MB tar); fio ${FIO_MB} MiB x ${FIO_SECS}s"
 log "scratch: $WORK ($(df -h --output=source,fstype "$WORK" | tail -1))"
 
-for n in $FSLIST; do
-	bench_one "$n" || {
-		log "$n: run failed; its column is incomplete (log: $OUT/logs/$n.log)"
-		fs_umount "$n" 2>/dev/null
-	}
+# Rounds: each round runs every column on a fresh store, in an order
+# rotated by one each round (so no column always runs right after another
+# one's rm -rf: ext4 without a journal skips inodes freed in the last
+# minute when it allocates), and the table shows each cell's median.
+read -r -a COLS <<<"$FSLIST"
+for ROUND in $(seq 1 "$ROUNDS"); do
+	k=$(( (ROUND - 1) % ${#COLS[@]} ))
+	ORDER=("${COLS[@]:$k}" "${COLS[@]:0:$k}")
+	log "== round $ROUND of $ROUNDS: ${ORDER[*]}"
+	for n in "${ORDER[@]}"; do
+		bench_one "$n" || {
+			log "$n: run failed; its column is incomplete (log: $OUT/logs/$n.log)"
+			fs_umount "$n" 2>/dev/null
+		}
+		rm -rf "$WORK/$n.src" "$WORK/$n.cipher" "$WORK/$n.store"
+		sync
+	done
 done
 
-$PY - "$RESULTS" "$OUT/results.md" "$SEQ_MB" "$NFILES" "$FIO_MB" "$FIO_SECS" <<'EOF'
-import sys, platform, os, time
-res, md_path, seq_mb, nfiles, fio_mb, fio_secs = sys.argv[1:7]
-vals = {}
+$PY - "$RESULTS" "$OUT/results.md" "$SEQ_MB" "$NFILES" "$FIO_MB" "$FIO_SECS" "$ROUNDS" <<'EOF'
+import sys, platform, os, time, statistics
+res, md_path, seq_mb, nfiles, fio_mb, fio_secs, nrounds = sys.argv[1:8]
+per_round = {}  # (fs, metric) -> {round: value}
 for line in open(res):
-    fs, metric, v = line.rstrip("\n").split("\t")
+    fs, metric, v, rnd = line.rstrip("\n").split("\t")
     try:
-        vals[(fs, metric)] = float(v)
+        per_round.setdefault((fs, metric), {})[rnd] = float(v)
     except ValueError:
         pass
+vals = {k: statistics.median(v.values()) for k, v in per_round.items()}
 rows = [  # metric, label, higher is better
     ("seqwrite", f"seq write {seq_mb} MiB (MB/s)", True),
     ("seqread", f"seq read {seq_mb} MiB, cold (MB/s)", True),
@@ -320,8 +335,20 @@ for key, label, higher in rows:
     rp = ratio(c, vals.get(("passthrough", key)), higher)
     r.append(f"{rb:.2f}x" if rb else "-")
     r.append(f"{rp:.2f}x" if rp else "-")
+    # The same ratio round by round (each round against that round's best
+    # peer): how far one run could be off.
+    rr = []
+    for rnd in sorted(per_round.get(("custodian", key), {})):
+        cv = per_round[("custodian", key)][rnd]
+        pr = [per_round[(p, key)][rnd] for p in peers if rnd in per_round.get((p, key), {})]
+        if pr:
+            x = ratio(cv, max(pr) if higher else min(pr), higher)
+            if x:
+                rr.append(x)
+    r.append(f"{min(rr):.2f}-{max(rr):.2f}x" if len(rr) > 1 else "-")
     table.append(r)
-head = ["workload"] + cols + ["custodian/best-encrypted", "custodian/passthrough"]
+head = ["workload"] + cols + ["custodian/best-encrypted", "custodian/passthrough",
+                              "per round"]
 w = [max(len(str(x[i])) for x in [head] + table) for i in range(len(head))]
 lines = ["  ".join(str(x[i]).ljust(w[i]) if i == 0 else str(x[i]).rjust(w[i])
                    for i in range(len(head))) for x in [head] + table]
@@ -333,7 +360,9 @@ with open(md_path, "w") as f:
     f.write("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|\n")
     for r in table:
         f.write("| " + " | ".join(r) + " |\n")
-    f.write("\nRatios: > 1 means custodian is better (times: peer/custodian; "
-            "rates: custodian/peer).\n")
+    f.write(f"\nMedians of {nrounds} rounds (column order rotated each round). "
+            "Ratios: > 1 means custodian is better (times: peer/custodian; "
+            "rates: custodian/peer); \"per round\": the lowest and highest "
+            "of the per-round ratios to that round's best encrypted peer.\n")
 print(f"\n(written to {md_path})")
 EOF
