@@ -722,6 +722,9 @@ static void *writer_main(void *arg)
 	struct timespec dl;
 	int rc;
 
+	/* Records are durable in the journal already: committing them can
+	 * wait for the requests. */
+	sys_background_thread();
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
 		while (!a->plen && !blen && !a->stop)

@@ -89,6 +89,7 @@ static void *sync_main(void *arg)
 	struct durable *d = arg;
 	struct timespec dl;
 
+	sys_background_thread();
 	pthread_mutex_lock(&d->lock);
 	for (;;) {
 		while (!d->n && !d->stop)

@@ -5714,7 +5714,7 @@ static void *reaper_main(void *arg)
 	/* Best effort: the remover yields the disk and the CPU to users. */
 	(void)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
 		      3 << 13 /* IOPRIO_CLASS_IDLE */);
-	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+	sys_background_thread();
 	for (;;) {
 		int fd;
 

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int sys_openat_default(int dirfd, const char *path, int flags, mode_t mode)
@@ -77,4 +79,10 @@ ssize_t sys_pwrite_full(int fd, const void *buf, size_t n, off_t off)
 		done += (size_t)r;
 	}
 	return (ssize_t)done;
+}
+
+void sys_background_thread(void)
+{
+	/* Linux: a thread's nice value is per thread (its tid). */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SYS_NICE_BACKGROUND);
 }

@@ -30,6 +30,12 @@ extern struct sys_ops sys;
 /* Restores the libc defaults. */
 void sys_reset(void);
 
+/* Lowers the calling thread's scheduling priority (nice + SYS_NICE_BACKGROUND)
+ * for work nobody waits for (the audit writer, durable-sync): on a 2-core
+ * server the request threads and their callers go first.  Best effort. */
+#define SYS_NICE_BACKGROUND 10
+void sys_background_thread(void);
+
 /* pread/pwrite that loop over short transfers and EINTR.  Return bytes
  * transferred (less than n only at end of file for reads) or -errno. */
 ssize_t sys_pread_full(int fd, void *buf, size_t n, off_t off);
