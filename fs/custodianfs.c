@@ -46,6 +46,10 @@
 
 #define CFS_VERSION "0.1"
 #define CFS_DEFAULT_TIMEOUT 1.0
+/* Read-ahead of the mount (the kernel's default is 128 KiB): every block
+ * is decrypted by the daemon, and a larger window keeps both cores at it
+ * (cold sequential read, 256 MiB: ~580 MB/s at 128 KiB, ~870 at 1 MiB). */
+#define CFS_READ_AHEAD_KB 1024
 #define CFS_IDLE_THREADS 16
 #define CFS_MIN_THREADS 10
 
@@ -63,6 +67,7 @@ struct cfs_opts {
 	char *audit_sync;     /* -o audit_sync=normal|full */
 	char *audit_syslog;   /* -o audit_syslog=yes|no */
 	char *audit_batch_ms; /* -o audit_batch_ms=N */
+	int read_ahead_kb;    /* -o read_ahead_kb=N (-1: the default) */
 };
 
 enum {
@@ -93,6 +98,7 @@ static const struct fuse_opt cfs_opt_spec[] = {
 	CFS_OPT("audit_sync=%s", audit_sync, 0),
 	CFS_OPT("audit_syslog=%s", audit_syslog, 0),
 	CFS_OPT("audit_batch_ms=%s", audit_batch_ms, 0),
+	CFS_OPT("read_ahead_kb=%d", read_ahead_kb, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_END,
@@ -199,6 +205,9 @@ static void usage(const char *prog)
 	       "policy and\n"
 	       "                           mode bits decide what they may do)\n"
 	       "    -o noallow_other       only the mounting user may use the mount\n"
+	       "    -o read_ahead_kb=N     kernel read-ahead of the mount in KiB; 0 "
+	       "leaves\n"
+	       "                           the kernel's (default: %d)\n"
 	       "\n"
 	       "Audit log (always on; every open, denial and change is recorded\n"
 	       "before the caller gets its answer; see docs/audit.md):\n"
@@ -234,7 +243,7 @@ static void usage(const char *prog)
 	       "CPUs))\n"
 	       "\n"
 	       "FUSE mount options (passed through):\n",
-	       prog, prog, CFS_DEFAULT_TIMEOUT, CFS_DEFAULT_TIMEOUT,
+	       prog, prog, CFS_DEFAULT_TIMEOUT, CFS_DEFAULT_TIMEOUT, CFS_READ_AHEAD_KB,
 	       AUDIT_BATCH_MS_DEFAULT, CFS_IDLE_THREADS, CFS_MIN_THREADS);
 	fflush(stdout);
 	fuse_lowlevel_help();
@@ -904,6 +913,85 @@ static int start_control(struct control **out, struct ops_fs *fs, const char *st
 	return 0;
 }
 
+/* ---- read-ahead ---------------------------------------------------------- */
+
+/*
+ * Sets the read-ahead of the FUSE mount at mnt (a real path, resolved
+ * before the mount: resolving it now would stat this very mount) to kb
+ * KiB, through
+ * /sys/class/bdi/MAJ:MIN/read_ahead_kb: a FUSE daemon may only lower what
+ * the kernel proposes at INIT (128 KiB), and the kernel applies the INIT
+ * reply after it, so this runs from the first request after INIT.  The
+ * device number comes from /proc/self/mountinfo, not from stat(mnt), which
+ * would be a request to this very daemon.  Best effort: a failure is
+ * logged and the mount keeps the kernel's value.
+ */
+static void set_read_ahead(const char *mnt, unsigned kb)
+{
+	char *line = NULL, dev[32] = "", path[96];
+	size_t cap = 0;
+	FILE *f;
+
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && getline(&line, &cap, f) > 0) {
+		char mdev[32], mp[PATH_MAX + 1], esc[PATH_MAX * 4 + 1];
+		size_t j = 0;
+
+		/* id parent MAJ:MIN root mountpoint ...; the last match wins. */
+		if (sscanf(line, "%*s %*s %31s %*s %4096s", mdev, esc) != 2)
+			continue;
+		/* mountinfo escapes space, tab, newline and \ as \ooo. */
+		for (size_t i = 0; esc[i] && j < PATH_MAX; i++) {
+			unsigned v;
+
+			if (esc[i] == '\\' && sscanf(esc + i + 1, "%3o", &v) == 1) {
+				mp[j++] = (char)v;
+				i += 3;
+			} else {
+				mp[j++] = esc[i];
+			}
+		}
+		mp[j] = '\0';
+		if (strcmp(mp, mnt) == 0)
+			snprintf(dev, sizeof(dev), "%s", mdev);
+	}
+	if (f)
+		fclose(f);
+	free(line);
+	if (!dev[0]) {
+		fuse_log(FUSE_LOG_WARNING,
+			 "custodianfs: read_ahead_kb: mount not found in mountinfo\n");
+		return;
+	}
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	f = fopen(path, "we");
+	if (f) {
+		int bad = fprintf(f, "%u\n", kb) < 0;
+
+		if (fclose(f) != 0 || bad)
+			f = NULL;
+	}
+	if (!f)
+		fuse_log(FUSE_LOG_WARNING, "custodianfs: read_ahead_kb: %s: %s\n", path,
+			 strerror(errno));
+}
+
+/* What apply_read_ahead sets, for which mount point. */
+struct read_ahead {
+	char *mnt;   /* realpath of the mount point, NULL if unknown */
+	unsigned kb; /* KiB */
+};
+
+/* ops_config.after_init: the kernel sets the read-ahead from the INIT
+ * reply, so it is raised once that reply was applied. */
+static void apply_read_ahead(void *arg)
+{
+	const struct read_ahead *ra = arg;
+
+	if (ra->mnt)
+		set_read_ahead(ra->mnt, ra->kb);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 int main(int argc, char *argv[])
@@ -912,12 +1000,14 @@ int main(int argc, char *argv[])
 	struct cfs_opts o = {
 		.attr_timeout = CFS_DEFAULT_TIMEOUT,
 		.entry_timeout = CFS_DEFAULT_TIMEOUT,
+		.read_ahead_kb = CFS_READ_AHEAD_KB,
 	};
 	struct fuse_cmdline_opts copts;
 	struct fuse_loop_config *lcfg = NULL;
 	struct fuse_session *se = NULL;
 	struct store *st = NULL;
 	struct ops_config cfg;
+	struct read_ahead ra = {NULL, 0};
 	struct ops_fs fs;
 	struct control *ctl = NULL;
 	struct audit_options ao;
@@ -1016,7 +1106,11 @@ int main(int argc, char *argv[])
 		.entry_timeout = o.entry_timeout,
 		.writeback = o.writeback,
 		.debug = copts.debug,
+		.after_init = o.read_ahead_kb > 0 ? apply_read_ahead : NULL,
+		.after_init_arg = &ra,
 	};
+	ra.mnt = realpath(copts.mountpoint, NULL); /* not mounted yet */
+	ra.kb = o.read_ahead_kb > 0 ? (unsigned)o.read_ahead_kb : 0;
 	ret = ops_fs_init(&fs, st, &cfg);
 	if (ret < 0) {
 		fprintf(stderr, "custodianfs: %s: %s\n", o.store, store_strerror(ret));
@@ -1159,6 +1253,7 @@ out_notify:
 		close(notify_fd); /* EOF: the parent reports our exit status */
 out_real:
 	free(store_real);
+	free(ra.mnt);
 out_cmdline:
 	free(copts.mountpoint);
 out_args:

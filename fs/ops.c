@@ -2837,6 +2837,19 @@ static void ret_autocommit_lookup(fuse_req_t req, struct ops_node *dir,
 	close(fd);
 }
 
+/* cfg.after_init, once, from the first requests after INIT (see ops.h):
+ * one atomic load per request afterwards. */
+static void after_init(fuse_req_t req)
+{
+	struct ops_fs *fs = ops_fs(req);
+
+	if (atomic_load_explicit(&fs->init_done, memory_order_relaxed) ||
+	    atomic_exchange(&fs->init_done, true))
+		return;
+	if (fs->cfg.after_init)
+		fs->cfg.after_init(fs->cfg.after_init_arg);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -2850,6 +2863,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char sback[SUBJECTS_BACKING_LEN + 1];
 	int sr = 0;
 
+	after_init(req);
 	ret = subj_enter(dir);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
@@ -4317,6 +4331,7 @@ static void do_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+	after_init(req);
 	struct statvfs sv;
 
 	(void)ino;
@@ -5298,6 +5313,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	after_init(req);
 	/* fstat of an open handle of a shredded file: the handle fails. */
 	SUBJ_WRAP(ops_node(req, ino), fi ? EIO : ENOENT, do_getattr(req, ino, fi));
 }
@@ -5332,6 +5348,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	after_init(req);
 	SUBJ_WRAP(ops_node(req, ino), ENOENT, do_open(req, ino, fi));
 }
 
@@ -5370,6 +5387,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	after_init(req);
 	SUBJ_WRAP(ops_node(req, ino), ENOENT, do_opendir(req, ino, fi));
 }
 

@@ -27,10 +27,14 @@
 
 /* Mount-time settings the operations consult (read-only once mounted). */
 struct ops_config {
-	double attr_timeout;  /* seconds the kernel may cache attributes */
-	double entry_timeout; /* seconds the kernel may cache names */
-	bool writeback;       /* -o writeback: kernel writeback cache */
-	bool debug;           /* -d: libfuse logs every request */
+	double attr_timeout;           /* seconds the kernel may cache attributes */
+	double entry_timeout;          /* seconds the kernel may cache names */
+	bool writeback;                /* -o writeback: kernel writeback cache */
+	bool debug;                    /* -d: libfuse logs every request */
+	void (*after_init)(void *arg); /* run once, by the first request after
+					  INIT was answered (the kernel has
+					  applied it then); NULL: none */
+	void *after_init_arg;          /* its argument */
 };
 
 /* One name of a node: a directory entry that reaches it.  A hard-linked
@@ -192,6 +196,7 @@ struct ops_fs {
 					 session loop; NULL records nothing
 					 (never in the daemon, which refuses to
 					 mount without it) */
+	atomic_bool init_done;        /* after_init has run (or is running) */
 	struct durable *durable;      /* new directories' IV files, synced soon
 					 and before any fsync returns */
 	int reserve_fd;               /* STORE/audit.reserve: disk space held

@@ -51,6 +51,35 @@ def _snapshot(root):
     return res
 
 
+def _read_ahead_kb(mnt):
+    """The kernel read-ahead of the mount at mnt, from its backing device
+    info (sysfs), found through /proc/self/mountinfo."""
+    real = os.path.realpath(mnt)
+    with open("/proc/self/mountinfo") as f:
+        devs = [line.split()[2] for line in f
+                if line.split()[4].replace("\\040", " ") == real]
+    assert devs, f"{real} not in mountinfo"
+    with open(f"/sys/class/bdi/{devs[-1]}/read_ahead_kb") as f:
+        return int(f.read())
+
+
+def test_read_ahead_raised_and_configurable(store, mount_factory):
+    """The daemon raises the mount's read-ahead from the kernel's 128 KiB
+    (it may only lower it at INIT, so it writes sysfs after INIT);
+    -o read_ahead_kb=N sets another value, 0 leaves the kernel's."""
+    m = mount_factory(store)
+    os.listdir(m.mnt)  # the first request after INIT applies it
+    assert _read_ahead_kb(m.mnt) == 1024
+    m.stop()
+    m = mount_factory(store, options=("-o", "allow_other,read_ahead_kb=256"))
+    os.listdir(m.mnt)
+    assert _read_ahead_kb(m.mnt) == 256
+    m.stop()
+    m = mount_factory(store, options=("-o", "allow_other,read_ahead_kb=0"))
+    os.listdir(m.mnt)
+    assert _read_ahead_kb(m.mnt) == 128
+
+
 def test_data_inodes_attributes_persist_across_remount(mounted, users):
     m = mounted.mnt
     (m / "customers" / "C-1").mkdir(parents=True)
