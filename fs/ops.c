@@ -2063,10 +2063,13 @@ static int perm_setattr(fuse_req_t req, struct ops_node *n, const struct stat *s
 		mode_t m = attr->st_mode & 07777;
 
 		/* The kernel clears setuid/setgid before a write or truncate
-		 * by sending this chmod as the writer: a change that only
-		 * drops those bits is allowed to whoever may write the file
-		 * (writing would clear them anyway). */
-		if ((st->st_mode & 07777 & ~PERM_KILLPRIV_MASK) ==
+		 * by sending this chmod as the writer: on a regular file, a
+		 * change that only drops some of those bits is allowed to
+		 * whoever may write the file (writing would clear them
+		 * anyway).  Not on a directory: a setgid directory's group
+		 * inheritance is its owner's to change. */
+		if (S_ISREG(st->st_mode) && (st->st_mode & PERM_KILLPRIV_MASK & ~m) &&
+		    (st->st_mode & 07777 & ~PERM_KILLPRIV_MASK) ==
 			    (m & ~PERM_KILLPRIV_MASK) &&
 		    !(m & ~st->st_mode & PERM_KILLPRIV_MASK) &&
 		    perm_check(&p.c, &o, PERM_WRITE) == 0)

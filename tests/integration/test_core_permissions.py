@@ -398,6 +398,14 @@ def test_chmod_and_chown_ownership_rules(work, users):
     # the owner chmods freely
     assert errs("cust_alice", ("chmod", f, 0o600)) == [0]
     assert mode_of(f) == 0o600
+    # a writer who is not the owner may not take a shared directory's
+    # setgid (group inheritance) away, nor chmod it to what it already is
+    d = work / "shared-sgid"
+    d.mkdir()
+    os.chown(d, alice.pw_uid, records)
+    os.chmod(d, 0o2777)
+    assert errs("cust_bob", ("chmod", d, 0o777), ("chmod", d, 0o2777)) == [EPERM, EPERM]
+    assert mode_of(d) == 0o2777
 
 
 def test_chmod_setgid_silently_dropped_outside_the_group(work, users):
