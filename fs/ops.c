@@ -1951,13 +1951,14 @@ static int perm_remove(fuse_req_t req, struct ops_node *dir, const char *name,
 	struct perm_obj v = {victim->st_mode, victim->st_uid, victim->st_gid};
 	struct perm_req p;
 	struct perm_obj o;
+	int ret = perm_dir(req, dir, PERM_WRITE | PERM_EXEC, op, name);
 
+	if (ret < 0)
+		return ret;
 	perm_begin(req, &p);
 	if (perm_root(&p.c))
 		return 0;
 	o = node_perm(p.fs, dir);
-	if (perm_check(&p.c, &o, PERM_WRITE | PERM_EXEC) < 0)
-		return perm_refuse(req, NULL, dir, name, op, EACCES);
 	if (perm_sticky(&p.c, &o, &v) < 0)
 		return perm_refuse(req, NULL, dir, name, op, EPERM);
 	return 0;
