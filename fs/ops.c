@@ -8,10 +8,11 @@
  * hold an O_PATH fd; every other node is reached through one of its
  * names (parent fd + backing name, verified by inode number), so the
  * daemon needs no descriptor per file.  Names are encrypted with names.h,
- * contents with format.h, symlink targets with linktarget.h.  The kernel
- * enforces mode bits (default_permissions); on top of them, when a policy
- * is in force, every operation is checked against it here (see "policy"
- * below and docs/daemon.md).  Modelled on libfuse's passthrough_ll.c.
+ * contents with format.h, symlink targets with linktarget.h.  Mode bits
+ * are checked here too (perm.h; "mode bits" below), not by the kernel; on
+ * top of them, when a policy is in force, every operation is checked
+ * against it (see "policy" below and docs/daemon.md).  Modelled on
+ * libfuse's passthrough_ll.c.
  *
  * Locking:
  *   - fs->table_lock (mutex) guards the hash table and each node's refs,
@@ -1404,7 +1405,7 @@ static struct ops_node *entry_node_locked(struct ops_fs *fs, const struct stat *
 /* ---- policy ----------------------------------------------------------------- */
 
 /*
- * Checks happen on top of the kernel's mode bits.  A request that needs a
+ * Checks happen on top of the mode bits (perm_*).  A request that needs a
  * check takes a reference on the policy in force (pol_begin), so every
  * check of one request sees one version and a reload never frees a policy
  * under a reader; with no policy in force pol_begin is one atomic load.
