@@ -46,7 +46,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -1185,10 +1184,11 @@ static bool perm_open_dir(mode_t mode)
 	return (mode & 0111) == 0111;
 }
 
-/* How long the kernel may keep a name of directory dir (see above). */
-static double entry_ttl(struct ops_fs *fs, struct ops_node *dir)
+/* How long the kernel may keep a name of a directory with mode dir_mode
+ * (see above). */
+static double entry_ttl(const struct ops_fs *fs, mode_t dir_mode)
 {
-	return perm_open_dir(node_perm(fs, dir).mode) ? fs->cfg.entry_timeout : 0;
+	return perm_open_dir(dir_mode) ? fs->cfg.entry_timeout : 0;
 }
 
 /* Is `name` in directory dir a subject root by the policy in force?  Then
@@ -1221,6 +1221,7 @@ static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *b
 {
 	struct ops_node *n = NULL, *found, *dead = NULL;
 	struct stat st, now;
+	mode_t pmode; /* the parent's mode, read with the table lock held */
 	int pin, ret;
 
 	memset(e, 0, sizeof(*e));
@@ -1254,6 +1255,7 @@ static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *b
 		if (fstatat(parent->fd, backing, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			return -errno;
 		pthread_mutex_lock(&fs->table_lock);
+		pmode = parent->perm.mode;
 		found = S_ISDIR(st.st_mode) ? table_find(fs, st.st_dev, st.st_ino) : NULL;
 		if (found && found->fd >= 0) {
 			found->refs++;
@@ -1276,6 +1278,7 @@ static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *b
 
 table:
 	pthread_mutex_lock(&fs->table_lock);
+	pmode = parent->perm.mode;
 	found = table_find(fs, st.st_dev, st.st_ino);
 	if (found) {
 		found->refs++;
@@ -1377,7 +1380,7 @@ recheck:
 	e->generation = found->generation;
 	e->attr = st;
 	e->attr_timeout = fs->cfg.attr_timeout;
-	e->entry_timeout = entry_ttl(fs, parent);
+	e->entry_timeout = entry_ttl(fs, pmode);
 	ret = 0;
 out:
 	free_dead(dead);
@@ -1473,20 +1476,25 @@ static int fetch_groups(void *ctx, gid_t *gids, size_t cap)
 	return fuse_req_getgroups(ctx, (int)cap, gids);
 }
 
-static void pol_groups(struct pol_req *pr)
+/* The caller's groups (primary first) into gids, at most CREDS_TTL_US
+ * old; at least the primary group.  Returns how many. */
+static size_t req_groups(fuse_req_t req, struct ops_fs *fs, gid_t *gids, size_t cap)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(pr->req);
-	int n;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int n = creds_groups(fs->creds, ctx->pid, ctx->uid, ctx->gid, mono_us(),
+			     fetch_groups, req, gids, cap);
 
-	if (pr->ngids)
-		return;
-	n = creds_groups(pr->fs->creds, ctx->pid, ctx->uid, ctx->gid, mono_us(),
-			 fetch_groups, pr->req, pr->gids, ARRAY_LEN(pr->gids));
 	if (n < 1) {
-		pr->gids[0] = ctx->gid;
+		gids[0] = ctx->gid;
 		n = 1;
 	}
-	pr->ngids = (size_t)n;
+	return (size_t)n;
+}
+
+static void pol_groups(struct pol_req *pr)
+{
+	if (!pr->ngids)
+		pr->ngids = req_groups(pr->req, pr->fs, pr->gids, ARRAY_LEN(pr->gids));
 }
 
 static const char *pol_op_name(int op)
@@ -1878,17 +1886,8 @@ static int perm_fetch(void *ctx, const gid_t **gids)
 {
 	struct perm_req *p = ctx;
 
-	if (!p->ngids) {
-		const struct fuse_ctx *fc = fuse_req_ctx(p->req);
-		int n = creds_groups(p->fs->creds, fc->pid, fc->uid, fc->gid, mono_us(),
-				     fetch_groups, p->req, p->gids, ARRAY_LEN(p->gids));
-
-		if (n < 1) {
-			p->gids[0] = fc->gid;
-			n = 1;
-		}
-		p->ngids = n;
-	}
+	if (!p->ngids)
+		p->ngids = (int)req_groups(p->req, p->fs, p->gids, ARRAY_LEN(p->gids));
 	*gids = p->gids;
 	return p->ngids;
 }
@@ -2762,7 +2761,6 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* O_TRUNC arrives with open, which keeps the header (see op_open). */
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	fuse_log(FUSE_LOG_DEBUG, "XXX capable=%#x want=%#x\n", conn->capable, conn->want);
 }
 
 static void op_destroy(void *userdata)
@@ -2902,7 +2900,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* Negative entry: cached like a positive one, since every
 		 * create goes through this mount and invalidates it. */
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = entry_ttl(fs, dir);
+		e.entry_timeout = entry_ttl(fs, node_perm(fs, dir).mode);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -4946,21 +4944,22 @@ static void do_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, -ret);
 }
 
+/* fsync or fdatasync of a file or directory: first the new directories'
+ * IVs (its name may lie in one whose IV is not on disk yet), then fd. */
+static void sync_reply(fuse_req_t req, int fd, int datasync)
+{
+	int r = durable_drain(ops_fs(req)->durable);
+
+	if (r == 0 && (datasync ? sys.fdatasync(fd) : sys.fsync(fd)) != 0)
+		r = -errno;
+	fuse_reply_err(req, -r);
+}
+
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		     struct fuse_file_info *fi)
 {
-	int fd = ops_handle(fi)->fd;
-	int r;
-
 	(void)ino;
-	/* Its name may lie in a directory whose IV is not on disk yet. */
-	r = durable_drain(ops_fs(req)->durable);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
-	r = datasync ? sys.fdatasync(fd) : sys.fsync(fd);
-	fuse_reply_err(req, r != 0 ? errno : 0);
+	sync_reply(req, ops_handle(fi)->fd, datasync);
 }
 
 /* ---- directories ---------------------------------------------------------- */
@@ -5238,17 +5237,8 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 			struct fuse_file_info *fi)
 {
-	int fd = dirfd(ops_dir(fi)->dp);
-	int r;
-
 	(void)ino;
-	r = durable_drain(ops_fs(req)->durable);
-	if (r < 0) {
-		fuse_reply_err(req, -r);
-		return;
-	}
-	r = datasync ? sys.fdatasync(fd) : sys.fsync(fd);
-	fuse_reply_err(req, r != 0 ? errno : 0);
+	sync_reply(req, dirfd(ops_dir(fi)->dp), datasync);
 }
 
 /* ---- entering subjects -------------------------------------------------- */
