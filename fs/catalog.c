@@ -44,6 +44,8 @@ static const char catalog_core_ddl[] =
 static const char *const *const migrations[] = {
 	(const char *const[]){catalog_core_ddl, catalog_audit_ddl, catalog_subjects_ddl,
 			      catalog_retention_ddl, NULL},
+	/* 1 -> 2: the audit subject index covers subject records only. */
+	(const char *const[]){catalog_audit_ddl_v2, NULL},
 };
 
 #define CATALOG_SCHEMA ((int64_t)ARRAY_LEN(migrations))

@@ -31,6 +31,7 @@ struct catalog {
 
 /* Tables of each concern file (SQL, may hold several statements). */
 extern const char catalog_audit_ddl[];
+extern const char catalog_audit_ddl_v2[];
 extern const char catalog_subjects_ddl[];
 extern const char catalog_retention_ddl[];
 

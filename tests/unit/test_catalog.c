@@ -162,10 +162,10 @@ static void test_create_open_close(void **state)
 
 	assert_int_equal(stat(f->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
-	/* The schema version is visible as meta and is 1. */
+	/* The schema version is visible as meta and is 2. */
 	assert_int_equal(catalog_meta_get(cat, "schema", buf, sizeof(buf), &len), 0);
 	assert_int_equal(len, 1);
-	assert_memory_equal(buf, "1", 1);
+	assert_memory_equal(buf, "2", 1);
 	assert_int_equal(catalog_meta_put(cat, "k", "v", 1), 0);
 	/* WAL mode: the -wal file exists while open, with the db's mode. */
 	assert_true(exists_side(f->path, "-wal"));
@@ -345,6 +345,73 @@ static void test_open_schema_versions(void **state)
 	raw_sql(f->path, "DELETE FROM meta WHERE key = 'schema'");
 	assert_int_equal(catalog_open(f->path, 0, &cat), -EIO);
 	assert_null(cat);
+}
+
+/* First column of the first row of sql on the file, as text ("" if none). */
+static void raw_text(const char *path, const char *sql, char *out, size_t cap)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	out[0] = 0;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* A schema 1 store (full audit_subject index) is migrated on the first
+ * writable open; a read-only open refuses it rather than use it half-way.
+ * After it, a subject query is answered from the partial index. */
+static void test_migrate_v1_subject_index(void **state)
+{
+	struct fx *f = *state;
+	struct catalog *cat = create(f);
+	char sql[256], plan[256];
+
+	catalog_close(cat);
+	raw_sql(f->path, "DROP INDEX audit_subject;"
+			 "CREATE INDEX audit_subject ON audit(subject);"
+			 "UPDATE meta SET value = 1 WHERE key = 'schema'");
+	raw_text(f->path, "SELECT sql FROM sqlite_schema WHERE name = 'audit_subject'", sql,
+		 sizeof(sql));
+	assert_null(strstr(sql, "WHERE"));
+	assert_int_equal(catalog_open(f->path, CATALOG_RDONLY, &cat), -EROFS);
+	assert_null(cat);
+
+	cat = reopen(f, 0);
+	catalog_close(cat);
+	raw_text(f->path, "SELECT value FROM meta WHERE key = 'schema'", sql, sizeof(sql));
+	assert_string_equal(sql, "2");
+	raw_text(f->path, "SELECT sql FROM sqlite_schema WHERE name = 'audit_subject'", sql,
+		 sizeof(sql));
+	assert_non_null(strstr(sql, "WHERE subject IS NOT NULL"));
+	{
+		sqlite3 *db = NULL;
+		sqlite3_stmt *st = NULL;
+		size_t n = 0;
+
+		assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(db,
+						    "EXPLAIN QUERY PLAN SELECT seq FROM audit"
+						    " WHERE seq > 0 AND subject = x'00'"
+						    " ORDER BY seq",
+						    -1, &st, NULL),
+				 SQLITE_OK);
+		plan[0] = 0;
+		while (sqlite3_step(st) == SQLITE_ROW && n < sizeof(plan))
+			n += (size_t)snprintf(plan + n, sizeof(plan) - n, "%s | ",
+					      (const char *)sqlite3_column_text(st, 3));
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+		assert_non_null(strstr(plan, "INDEX audit_subject (subject=?"));
+	}
+	/* And the migrated file opens read-only again. */
+	cat = reopen(f, CATALOG_RDONLY);
+	catalog_close(cat);
 }
 
 /* --- meta ------------------------------------------------------------------- */
@@ -1068,6 +1135,7 @@ int main(void)
 		T(test_open_random_file),
 		T(test_open_foreign_sqlite),
 		T(test_open_schema_versions),
+		T(test_migrate_v1_subject_index),
 		T(test_meta),
 		T(test_slots),
 		T(test_slot_bad_input),
