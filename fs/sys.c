@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ static const struct sys_ops sys_defaults = {
 	.openat = sys_openat_default,
 	.unlinkat = unlinkat,
 	.renameat = renameat,
+	.mmap = mmap,
 };
 
 struct sys_ops sys = {
@@ -36,6 +38,7 @@ struct sys_ops sys = {
 	.openat = sys_openat_default,
 	.unlinkat = unlinkat,
 	.renameat = renameat,
+	.mmap = mmap,
 };
 
 void sys_reset(void)

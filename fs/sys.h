@@ -21,6 +21,7 @@ struct sys_ops {
 	int (*unlinkat)(int dirfd, const char *path, int flags);
 	int (*renameat)(int olddirfd, const char *oldpath, int newdirfd,
 			const char *newpath);
+	void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 };
 
 /* The live table.  Tests may overwrite entries and must restore them

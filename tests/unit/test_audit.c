@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -482,6 +483,37 @@ static off_t file_size(const char *path)
 	return sb.st_size;
 }
 
+/* Where the journal's entries end: one past its last non-zero byte (the
+ * open log keeps the file preallocated with zeros after them). */
+static off_t data_end(const char *path)
+{
+	uint8_t buf[4096];
+	off_t end = 0, off = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i])
+				end = off + i + 1;
+		off += n;
+	}
+	close(fd);
+	return end;
+}
+
+/* Zeroes n bytes of path at off (what a torn mapped write leaves). */
+static void zero_at(const char *path, off_t off, size_t n)
+{
+	uint8_t z[64] = {0};
+	int fd = open(path, O_WRONLY);
+
+	assert_true(fd >= 0 && n <= sizeof(z));
+	assert_int_equal(pwrite(fd, z, n, off), (ssize_t)n);
+	close(fd);
+}
+
 static void test_crash_replay(void **state)
 {
 	struct fixture *f = *state;
@@ -505,7 +537,8 @@ static void test_crash_replay(void **state)
 	assert_int_equal(audit_journal_peek(f->store, &recs, &locked), 0);
 	assert_true(locked);
 	assert_int_equal(count_rows(f), 8);
-	assert_int_equal(file_size(f->journal), 0);
+	/* Replayed: the journal holds no record (zeros, kept allocated). */
+	assert_int_equal(data_end(f->journal), 0);
 	{
 		struct audit_event ev = ev_of(f, AUDIT_OP_MOUNT, NULL);
 
@@ -526,9 +559,11 @@ static void test_crash_torn_tail(void **state)
 	off_t sz;
 
 	crash_child(f, 5, head);
-	/* The last write was torn by the crash. */
-	sz = file_size(f->journal);
-	assert_int_equal(truncate(f->journal, sz - 10), 0);
+	/* The last write was torn by the crash: the end of the last entry
+	 * never made it (a mapped append stopped part way). */
+	sz = data_end(f->journal);
+	assert_true(sz > 10);
+	zero_at(f->journal, sz - 10, 10);
 	assert_int_equal(audit_open(f->st, NULL, &a), 0);
 	audit_close(a);
 	assert_int_equal(count_rows(f), 4);
@@ -579,7 +614,7 @@ static void test_journal_damaged(void **state)
 	off_t sz;
 
 	crash_child(f, 4, head);
-	sz = file_size(f->journal);
+	sz = data_end(f->journal);
 	/* A byte inside the second record: its MAC fails. */
 	flip(f->journal, sz / 4 + sz / 8);
 	assert_int_equal(audit_open(f->st, NULL, &a), -EBADMSG);
@@ -921,13 +956,30 @@ static int fdatasync_fail(int fd)
 	return -1;
 }
 
+static void *mmap_fail(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	(void)addr;
+	(void)len;
+	(void)prot;
+	(void)flags;
+	(void)fd;
+	(void)off;
+	errno = ENOMEM;
+	return MAP_FAILED;
+}
+
+/* Appends that go through pwrite (the journal could not be mapped, or a
+ * burst ran past the mapped part). */
 static void test_journal_write_fails(void **state)
 {
 	struct fixture *f = *state;
 	struct audit *a = NULL;
 	struct audit_event ev = ev_of(f, AUDIT_OP_OPEN, "/p");
 
+	sys.mmap = mmap_fail;
 	assert_int_equal(audit_open(f->st, NULL, &a), 0);
+	/* Not mapped: nothing preallocated is left behind. */
+	assert_int_equal(file_size(f->journal), 0);
 	assert_int_equal(append(a, &ev), 1);
 	/* A full disk: the operation is refused, the chain is untouched. */
 	fail_after = 0;
@@ -954,6 +1006,88 @@ static void test_journal_write_fails(void **state)
 	audit_close(a);
 	assert_int_equal(verify(f, NULL).verdict, AUDIT_OK);
 	assert_int_equal(verify(f, NULL).records, 3);
+}
+
+/* The mapped journal: appends need no system call (a failing pwrite does
+ * not touch them), committed entries are zeroed, a clean close empties
+ * the file.  If the preallocation fails (a full disk), the log still
+ * opens and each append reports the error itself. */
+static void test_journal_mapped(void **state)
+{
+	struct fixture *f = *state;
+	struct audit *a = NULL;
+	struct audit_event ev = ev_of(f, AUDIT_OP_OPEN, "/p");
+	struct audit_options o = {.batch_ms = 10000};
+
+	assert_int_equal(audit_open(f->st, &o, &a), 0);
+	assert_true(file_size(f->journal) > 0);
+	fail_after = 0;
+	fail_errno = ENOSPC;
+	sys.pwrite = pwrite_fail;
+	for (int i = 1; i <= 3; i++)
+		assert_int_equal(append(a, &ev), (uint64_t)i);
+	sys_reset();
+	assert_true(data_end(f->journal) > 0);
+	assert_int_equal(audit_flush(a), 0);
+	assert_int_equal(data_end(f->journal), 0);
+	assert_true(file_size(f->journal) > 0);
+	audit_close(a);
+	assert_int_equal(file_size(f->journal), 0);
+
+	/* No room for the preallocation. */
+	fail_after = 0;
+	sys.pwrite = pwrite_fail;
+	assert_int_equal(audit_open(f->st, NULL, &a), 0);
+	assert_int_equal(file_size(f->journal), 0);
+	assert_int_equal(audit_append(a, &ev, NULL), -ENOSPC);
+	sys_reset();
+	assert_int_equal(append(a, &ev), 4);
+	audit_close(a);
+	assert_int_equal(verify(f, NULL).verdict, AUDIT_OK);
+	assert_int_equal(verify(f, NULL).records, 4);
+}
+
+/* After a power loss the disk may hold, past the last live entry, older
+ * entries the log had wiped only in memory, whole or in part.  They are
+ * committed already: replay skips them and mounts. */
+static void test_journal_stale_tail(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t head[CRYPT_MAC_BYTES], *old;
+	struct audit *a = NULL;
+	struct audit_report rep;
+	off_t n1, n2;
+	int fd;
+
+	crash_child(f, 3, head);
+	n1 = data_end(f->journal);
+	assert_true(n1 > 20);
+	old = malloc((size_t)n1);
+	assert_non_null(old);
+	fd = open(f->journal, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, old, (size_t)n1, 0), (ssize_t)n1);
+	close(fd);
+	assert_int_equal(audit_open(f->st, NULL, &a), 0);
+	audit_close(a);
+	assert_int_equal(count_rows(f), 3);
+
+	crash_child(f, 2, head);
+	n2 = data_end(f->journal);
+	fd = open(f->journal, O_WRONLY);
+	assert_true(fd >= 0);
+	/* Whole stale entries 1-3, then a remnant cut into the first one. */
+	assert_int_equal(pwrite(fd, old, (size_t)n1, n2), (ssize_t)n1);
+	assert_int_equal(pwrite(fd, old + 10, (size_t)n1 - 10, n2 + n1),
+			 (ssize_t)n1 - 10);
+	close(fd);
+	free(old);
+	assert_int_equal(audit_open(f->st, NULL, &a), 0);
+	audit_close(a);
+	assert_int_equal(count_rows(f), 5);
+	rep = verify(f, head);
+	assert_int_equal(rep.verdict, AUDIT_OK);
+	assert_int_equal(rep.records, 5);
 }
 
 /* The writer cannot commit (a row with the seq it needs is in the way):
@@ -1279,6 +1413,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_paths_sealed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_mapped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_stale_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal_write_fails, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_sync_full, setup, teardown),

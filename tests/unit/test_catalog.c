@@ -354,7 +354,8 @@ static void raw_text(const char *path, const char *sql, char *out, size_t cap)
 	sqlite3_stmt *st = NULL;
 
 	out[0] = 0;
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
 		snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -375,32 +376,35 @@ static void test_migrate_v1_subject_index(void **state)
 	raw_sql(f->path, "DROP INDEX audit_subject;"
 			 "CREATE INDEX audit_subject ON audit(subject);"
 			 "UPDATE meta SET value = 1 WHERE key = 'schema'");
-	raw_text(f->path, "SELECT sql FROM sqlite_schema WHERE name = 'audit_subject'", sql,
-		 sizeof(sql));
+	raw_text(f->path, "SELECT sql FROM sqlite_schema WHERE name = 'audit_subject'",
+		 sql, sizeof(sql));
 	assert_null(strstr(sql, "WHERE"));
 	assert_int_equal(catalog_open(f->path, CATALOG_RDONLY, &cat), -EROFS);
 	assert_null(cat);
 
 	cat = reopen(f, 0);
 	catalog_close(cat);
-	raw_text(f->path, "SELECT value FROM meta WHERE key = 'schema'", sql, sizeof(sql));
-	assert_string_equal(sql, "2");
-	raw_text(f->path, "SELECT sql FROM sqlite_schema WHERE name = 'audit_subject'", sql,
+	raw_text(f->path, "SELECT value FROM meta WHERE key = 'schema'", sql,
 		 sizeof(sql));
+	assert_string_equal(sql, "2");
+	raw_text(f->path, "SELECT sql FROM sqlite_schema WHERE name = 'audit_subject'",
+		 sql, sizeof(sql));
 	assert_non_null(strstr(sql, "WHERE subject IS NOT NULL"));
 	{
 		sqlite3 *db = NULL;
 		sqlite3_stmt *st = NULL;
 		size_t n = 0;
 
-		assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL),
-				 SQLITE_OK);
-		assert_int_equal(sqlite3_prepare_v2(db,
-						    "EXPLAIN QUERY PLAN SELECT seq FROM audit"
-						    " WHERE seq > 0 AND subject = x'00'"
-						    " ORDER BY seq",
-						    -1, &st, NULL),
-				 SQLITE_OK);
+		assert_int_equal(
+			sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL),
+			SQLITE_OK);
+		assert_int_equal(
+			sqlite3_prepare_v2(db,
+					   "EXPLAIN QUERY PLAN SELECT seq FROM audit"
+					   " WHERE seq > 0 AND subject = x'00'"
+					   " ORDER BY seq",
+					   -1, &st, NULL),
+			SQLITE_OK);
 		plan[0] = 0;
 		while (sqlite3_step(st) == SQLITE_ROW && n < sizeof(plan))
 			n += (size_t)snprintf(plan + n, sizeof(plan) - n, "%s | ",
