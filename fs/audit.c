@@ -10,8 +10,8 @@
  * that the journal is wiped (zeroed, or truncated) only when everything in
  * it is committed to the catalogue.  Zeros end the journal; replay also
  * ends at a torn entry, unless an authentic record the catalogue lacks
- * follows it (then the journal is damaged).  It never stores a plaintext path: paths are
- * sealed before the record is encoded.
+ * follows it (then the journal is damaged).  It never stores a plaintext
+ * path: paths are sealed before the record is encoded.
  */
 #include "audit.h"
 
@@ -1318,8 +1318,9 @@ static int pend_reserve(struct audit *a, size_t n)
  * The caller's cost of a record: encode and seal outside the lock into a
  * buffer on the stack; under the lock, patch seq and time, one MAC, a
  * memcpy into the mapped journal (a pwrite(2) if it is not mapped or the
- * entry does not fit) and a memcpy into the writer's queue.  No allocation (the
- * queue's buffer only grows until it fits a batch), no SQLite.
+ * entry does not fit) and a memcpy into the writer's queue.  No
+ * allocation (the queue's buffer only grows until it fits a batch), no
+ * SQLite.
  */
 int audit_append(struct audit *a, const struct audit_event *ev, uint64_t *seq)
 {
