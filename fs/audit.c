@@ -106,6 +106,8 @@ struct audit {
 						 them the journal is zeros */
 	uint8_t *jmap;                        /* its first AUDIT_JOURNAL_MAP bytes,
 						 mapped shared; NULL: pwrite only */
+	size_t jlocked;                       /* bytes of jmap mlock'ed so far */
+	bool jlock;                           /* may mlock more of it */
 	uint8_t *pend;                        /* journal entries the writer has not
 						 taken yet, back to back, seq order */
 	size_t plen, pcap;                    /* bytes used in pend, its size */
@@ -997,14 +999,14 @@ static void journal_map(struct audit *a)
 		     0);
 	if (p == MAP_FAILED)
 		goto undo;
-	/* Resident: a write fault never has to read the page back (an I/O
-	 * error there would be a SIGBUS).  Root may; an unprivileged daemon
-	 * only if that leaves most of its RLIMIT_MEMLOCK to the key memory
-	 * (sodium_malloc locks it too).  Unlocked, hot pages stay cached. */
-	if (geteuid() == 0 || (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
-			       (rl.rlim_cur == RLIM_INFINITY ||
-				rl.rlim_cur >= 4 * (rlim_t)AUDIT_JOURNAL_MAP)))
-		(void)mlock(p, AUDIT_JOURNAL_MAP);
+	/* Pages are locked as appends first reach them (journal_lock), so a
+	 * write fault never has to read one back (an I/O error there would
+	 * be a SIGBUS).  Root may; an unprivileged daemon only if that
+	 * leaves most of its RLIMIT_MEMLOCK to the key memory (sodium_malloc
+	 * locks it too).  Unlocked, hot pages stay cached anyway. */
+	a->jlock = geteuid() == 0 || (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
+				      (rl.rlim_cur == RLIM_INFINITY ||
+				       rl.rlim_cur >= 4 * (rlim_t)AUDIT_JOURNAL_MAP));
 	a->jmap = p;
 	return;
 undo:
@@ -1283,6 +1285,22 @@ static int group_sync(struct audit *a, uint64_t seq)
 	return rc;
 }
 
+/* Locks the mapped pages up to `end` (lock held): one mlock per page the
+ * journal first reaches, so only the part in use is resident (a mapping
+ * locked whole would add its 5 MiB to the daemon's RSS at mount).  A
+ * failure only stops locking. */
+static void journal_lock(struct audit *a, size_t end)
+{
+	size_t pg = 4096, to = (end + pg - 1) / pg * pg;
+
+	if (to > AUDIT_JOURNAL_MAP)
+		to = AUDIT_JOURNAL_MAP;
+	if (mlock(a->jmap + a->jlocked, to - a->jlocked) == 0)
+		a->jlocked = to;
+	else
+		a->jlock = false;
+}
+
 /* Removes what a failed write left past jsize (lock held).  The mapped
  * part is zeroed, not cut: the file must not end inside the mapping. */
 static int journal_cut(struct audit *a)
@@ -1359,6 +1377,8 @@ int audit_append(struct audit *a, const struct audit_event *ev, uint64_t *seq)
 	memcpy(entry + J_HDR, a->mac, CRYPT_MAC_BYTES);
 	crypt_hash2(enc + n, CRYPT_MAC_BYTES, a->key, a->mac, CRYPT_MAC_BYTES, enc, n);
 	if (a->jmap && a->jsize + (off_t)len <= (off_t)AUDIT_JOURNAL_MAP) {
+		if (a->jlock && (size_t)a->jsize + len > a->jlocked)
+			journal_lock(a, (size_t)a->jsize + len);
 		memcpy(a->jmap + a->jsize, entry, len);
 		w = (ssize_t)len;
 	} else {
