@@ -64,6 +64,8 @@ struct cfs_opts {
 	double entry_timeout; /* -o entry_timeout= */
 	int readonly;         /* -o ro (also passed on to the mount) */
 	int no_allow_other;   /* -o noallow_other: only the mounting user */
+	int strict_walks;     /* -o strict_walks: no names cached in
+				 directories not everybody may search */
 	char *audit_sync;     /* -o audit_sync=normal|full */
 	char *audit_syslog;   /* -o audit_syslog=yes|no */
 	char *audit_batch_ms; /* -o audit_batch_ms=N */
@@ -95,6 +97,7 @@ static const struct fuse_opt cfs_opt_spec[] = {
 	CFS_OPT("attr_timeout=%lf", attr_timeout, 0),
 	CFS_OPT("entry_timeout=%lf", entry_timeout, 0),
 	CFS_OPT("noallow_other", no_allow_other, 1),
+	CFS_OPT("strict_walks", strict_walks, 1),
 	CFS_OPT("audit_sync=%s", audit_sync, 0),
 	CFS_OPT("audit_syslog=%s", audit_syslog, 0),
 	CFS_OPT("audit_batch_ms=%s", audit_batch_ms, 0),
@@ -205,6 +208,11 @@ static void usage(const char *prog)
 	       "policy and\n"
 	       "                           mode bits decide what they may do)\n"
 	       "    -o noallow_other       only the mounting user may use the mount\n"
+	       "    -o strict_walks        cache no name at all in a directory not "
+	       "everybody\n"
+	       "                           may search (default: directory names are "
+	       "cached\n"
+	       "                           and every request checks the path above)\n"
 	       "    -o read_ahead_kb=N     kernel read-ahead of the mount in KiB; 0 "
 	       "leaves\n"
 	       "                           the kernel's (default: %d)\n"
@@ -1105,6 +1113,7 @@ int main(int argc, char *argv[])
 		.attr_timeout = o.attr_timeout,
 		.entry_timeout = o.entry_timeout,
 		.writeback = o.writeback,
+		.strict_walks = o.strict_walks,
 		.debug = copts.debug,
 		.after_init = o.read_ahead_kb > 0 ? apply_read_ahead : NULL,
 		.after_init_arg = &ra,

@@ -1147,11 +1147,28 @@ static int subj_detach_nodes(struct ops_fs *fs, struct ops_subject *s,
  * no default_permissions, which made the kernel fetch a directory's
  * attributes again after every create or unlink in it.  A node keeps the
  * mode and owner last seen on its backing object (every change goes
- * through this mount).  Path walks: the kernel checks nothing when it
- * walks through a name it has cached, so a name in a directory that not
- * every caller may search (owner, group and other all need x) is handed
- * out with entry_timeout 0: each walk through such a directory comes back
- * as a LOOKUP and is checked for the caller who walks.
+ * through this mount).
+ *
+ * Path walks: the kernel checks nothing when it walks through a name it
+ * has cached, so the daemon keeps what a cached name lets anyone reach
+ * harmless.  A directory whose ancestors (parent upwards) are not all
+ * searchable by everybody (owner, group and other each with x) is "under
+ * a closed chain":
+ *   - names of directories are cached everywhere, and every request on a
+ *     directory (lookup in it, create, remove, rename, opendir, getattr,
+ *     setattr, access) checks search permission on all its ancestors for
+ *     the caller (perm_reach), so a walk through cached names into a
+ *     closed chain is refused at its first request;
+ *   - names of anything else (files, symlinks, negative entries) in a
+ *     directory under or at a closed chain are given entry_timeout 0:
+ *     each walk to them comes back as a LOOKUP, checked as above;
+ *   - attributes of a directory under a closed chain are given
+ *     attr_timeout 0, so stat reaches the daemon too.
+ * A chmod that closes a directory, and a rename into a closed chain,
+ * invalidate what the kernel cached below it under the old rules
+ * (perm_inval_below).  -o strict_walks keeps the older rule instead:
+ * no name at all is cached in a directory not everybody may search.
+ * See docs/daemon.md, "Path walks".
  */
 
 static void node_perm_set_locked(struct ops_node *n, const struct stat *st)
@@ -1184,11 +1201,66 @@ static bool perm_open_dir(mode_t mode)
 	return (mode & 0111) == 0111;
 }
 
-/* How long the kernel may keep a name of a directory with mode dir_mode
- * (see above). */
-static double entry_ttl(const struct ops_fs *fs, mode_t dir_mode)
+/* The directory holding node n (its first name), NULL for the root and
+ * for nodes without a name.  Directories have one name. */
+static struct ops_node *node_parent_locked(struct ops_fs *fs, const struct ops_node *n)
 {
-	return perm_open_dir(dir_mode) ? fs->cfg.entry_timeout : 0;
+	if (n == &fs->root || !n->names)
+		return NULL;
+	return n->names->parent;
+}
+
+/* May everybody search directory d and every directory above it?  A
+ * walk longer than PATH_MAX allows counts as closed. */
+static bool node_chain_open_locked(struct ops_fs *fs, const struct ops_node *d)
+{
+	for (int depth = 0; d && depth < PATH_MAX / 2; depth++) {
+		if (!perm_open_dir(d->perm.mode))
+			return false;
+		if (d == &fs->root)
+			return true;
+		d = node_parent_locked(fs, d);
+	}
+	return d == NULL;
+}
+
+/* How long the kernel may keep a name in directory dir, of an object of
+ * type `type` (S_IFMT bits; 0 for a negative entry); chain_open: dir and
+ * its ancestors are open (see above). */
+static double entry_ttl(const struct ops_fs *fs, bool chain_open, bool dir_open,
+			mode_t type)
+{
+	if (fs->cfg.strict_walks)
+		return dir_open ? fs->cfg.entry_timeout : 0;
+	return S_ISDIR(type) || chain_open ? fs->cfg.entry_timeout : 0;
+}
+
+/* How long the kernel may keep the attributes of node n (type `type`)
+ * whose parent chain (parent upwards) is open or not. */
+static double attr_ttl(const struct ops_fs *fs, bool parent_chain_open, mode_t type)
+{
+	if (fs->cfg.strict_walks || !S_ISDIR(type) || parent_chain_open)
+		return fs->cfg.attr_timeout;
+	return 0;
+}
+
+/* May everybody search every directory above node n? */
+static bool node_above_open(struct ops_fs *fs, struct ops_node *n)
+{
+	bool open;
+
+	pthread_mutex_lock(&fs->table_lock);
+	open = node_chain_open_locked(fs, node_parent_locked(fs, n));
+	pthread_mutex_unlock(&fs->table_lock);
+	return open;
+}
+
+/* attr_ttl for a node the table knows. */
+static double node_attr_ttl(struct ops_fs *fs, struct ops_node *n)
+{
+	bool open = !S_ISDIR(n->type) || n == &fs->root || node_above_open(fs, n);
+
+	return attr_ttl(fs, open, n->type);
 }
 
 /* Is `name` in directory dir a subject root by the policy in force?  Then
@@ -1221,7 +1293,8 @@ static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *b
 {
 	struct ops_node *n = NULL, *found, *dead = NULL;
 	struct stat st, now;
-	mode_t pmode; /* the parent's mode, read with the table lock held */
+	bool chain_open; /* parent and its ancestors open (table lock held) */
+	bool dir_open;   /* parent open */
 	int pin, ret;
 
 	memset(e, 0, sizeof(*e));
@@ -1255,7 +1328,8 @@ static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *b
 		if (fstatat(parent->fd, backing, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			return -errno;
 		pthread_mutex_lock(&fs->table_lock);
-		pmode = parent->perm.mode;
+		chain_open = node_chain_open_locked(fs, parent);
+		dir_open = perm_open_dir(parent->perm.mode);
 		found = S_ISDIR(st.st_mode) ? table_find(fs, st.st_dev, st.st_ino) : NULL;
 		if (found && found->fd >= 0) {
 			found->refs++;
@@ -1278,7 +1352,8 @@ static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *b
 
 table:
 	pthread_mutex_lock(&fs->table_lock);
-	pmode = parent->perm.mode;
+	chain_open = node_chain_open_locked(fs, parent);
+	dir_open = perm_open_dir(parent->perm.mode);
 	found = table_find(fs, st.st_dev, st.st_ino);
 	if (found) {
 		found->refs++;
@@ -1379,8 +1454,8 @@ recheck:
 	e->ino = node_ino(fs, found);
 	e->generation = found->generation;
 	e->attr = st;
-	e->attr_timeout = fs->cfg.attr_timeout;
-	e->entry_timeout = entry_ttl(fs, pmode);
+	e->attr_timeout = attr_ttl(fs, chain_open, st.st_mode & S_IFMT);
+	e->entry_timeout = entry_ttl(fs, chain_open, dir_open, st.st_mode & S_IFMT);
 	ret = 0;
 out:
 	free_dead(dead);
@@ -1912,9 +1987,62 @@ static int perm_refuse(fuse_req_t req, struct ops_node *n, struct ops_node *dir,
 	return refuse(req, n, dir, name, op, err, "mode bits");
 }
 
+/* Search permission on every directory above n (its parent upwards) for
+ * the caller of p (not root): 0 or -EACCES.  The kernel walks cached
+ * names without asking, so this is where a walk through a directory the
+ * caller may not search is refused (see "Path walks").  A chain longer
+ * than PATH_MAX allows counts as refused. */
+static int perm_reach_check(struct perm_req *p, struct ops_node *n)
+{
+	struct ops_fs *fs = p->fs;
+	struct ops_node *d;
+	int ret = 0, depth = 0;
+	bool open;
+
+	pthread_mutex_lock(&fs->table_lock);
+	open = node_chain_open_locked(fs, node_parent_locked(fs, n));
+	pthread_mutex_unlock(&fs->table_lock);
+	if (open)
+		return 0;
+	/* The groups now, outside the table lock (they may come from /proc);
+	 * perm_check below then finds them fetched. */
+	if (!p->ngids) {
+		const gid_t *g;
+
+		(void)perm_fetch(p, &g);
+	}
+	pthread_mutex_lock(&fs->table_lock);
+	for (d = node_parent_locked(fs, n); d; d = node_parent_locked(fs, d)) {
+		if (++depth > PATH_MAX / 2 ||
+		    (!perm_open_dir(d->perm.mode) &&
+		     perm_check(&p->c, &d->perm, PERM_EXEC) < 0)) {
+			ret = -EACCES;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->table_lock);
+	return ret;
+}
+
+/* perm_reach_check for request req on node n; a refusal is recorded as
+ * op on n, or on entry `name` of directory n. */
+static int perm_reach(fuse_req_t req, struct ops_node *n, const char *op,
+		      const char *name)
+{
+	struct perm_req p;
+
+	perm_begin(req, &p);
+	if (perm_root(&p.c) || p.fs->cfg.strict_walks)
+		return 0;
+	if (perm_reach_check(&p, n) == 0)
+		return 0;
+	return perm_refuse(req, name ? NULL : n, name ? n : NULL, name, op, EACCES);
+}
+
 /* mask (PERM_*) on directory dir for an operation on its entry `name`
  * (NULL: dir itself): PERM_EXEC to look a name up, PERM_WRITE|PERM_EXEC
- * to make or remove one, PERM_READ to list. */
+ * to make or remove one, PERM_READ to list.  Search on every directory
+ * above dir too (perm_reach). */
 static int perm_dir(fuse_req_t req, struct ops_node *dir, int mask, const char *op,
 		    const char *name)
 {
@@ -1925,9 +2053,9 @@ static int perm_dir(fuse_req_t req, struct ops_node *dir, int mask, const char *
 	if (perm_root(&p.c))
 		return 0;
 	o = node_perm(p.fs, dir);
-	if (perm_check(&p.c, &o, mask) == 0)
-		return 0;
-	return perm_refuse(req, name ? NULL : dir, dir, name, op, EACCES);
+	if (perm_check(&p.c, &o, mask) < 0)
+		return perm_refuse(req, name ? NULL : dir, dir, name, op, EACCES);
+	return perm_reach(req, dir, op, name);
 }
 
 /* mask on node n, whose backing stat st was just taken. */
@@ -2099,30 +2227,54 @@ static int perm_setattr(fuse_req_t req, struct ops_node *n, const struct stat *s
 	return 0;
 }
 
-/* After a chmod took search permission on directory dir away from some
- * callers: names of it the kernel has cached (entry_timeout) would still
- * let them walk through, so they are invalidated.  Called after the
- * reply: the kernel holds dir's lock until the chmod returns. */
-static void perm_inval_children(struct ops_fs *fs, struct ops_node *dir)
+/* Is directory d the node top or below it (table lock held)? */
+static bool node_below_locked(struct ops_fs *fs, const struct ops_node *d,
+			      const struct ops_node *top)
 {
-	char **v = NULL;
+	for (int depth = 0; d && depth < PATH_MAX / 2; depth++) {
+		if (d == top)
+			return true;
+		d = node_parent_locked(fs, d);
+	}
+	return false;
+}
+
+/* One cached name to invalidate: entry `name` of directory parent (a
+ * reference held on it). */
+struct inval_name {
+	struct ops_node *parent;
+	char *name;
+};
+
+/* After directory top came under a closed chain (a chmod took search
+ * permission on it away from some callers, or a rename moved it there):
+ * what the kernel cached under the open chain's rules would still let
+ * anyone walk in, so it is invalidated.  top's own name (which drops
+ * every cached name below it, negative ones too) and every name the node
+ * table holds below it (names in use survive the first).  Called after
+ * the reply: the kernel holds top's lock until the request returns.
+ * Negative entries right in the root, which has no name, stay for up to
+ * entry_timeout (docs/daemon.md, "Path walks"). */
+static void perm_inval_below(struct ops_fs *fs, struct ops_node *top)
+{
+	struct inval_name *v = NULL;
 	size_t n = 0, cap = 0;
 
 	if (!fs->se)
 		return;
 	pthread_mutex_lock(&fs->table_lock);
-	if (dir != &fs->root)
-		dir->refs++;
 	for (size_t b = 0; b < fs->nbuckets; b++)
 		for (struct ops_node *x = fs->buckets[b]; x; x = x->hnext)
 			for (struct ops_name *nm = x->names; nm; nm = nm->next) {
 				char *dup;
 
-				if (nm->parent != dir)
+				if (!nm->parent ||
+				    (x != top && !node_below_locked(fs, nm->parent, top)))
 					continue;
 				if (n == cap) {
 					size_t nc = cap ? cap * 2 : 16;
-					char **nv = realloc(v, nc * sizeof(*nv));
+					struct inval_name *nv =
+						realloc(v, nc * sizeof(*nv));
 
 					if (!nv)
 						continue;
@@ -2130,18 +2282,55 @@ static void perm_inval_children(struct ops_fs *fs, struct ops_node *dir)
 					cap = nc;
 				}
 				dup = strdup(nm->name);
-				if (dup)
-					v[n++] = dup;
+				if (!dup)
+					continue;
+				if (nm->parent != &fs->root)
+					nm->parent->refs++;
+				v[n].parent = nm->parent;
+				v[n++].name = dup;
 			}
 	pthread_mutex_unlock(&fs->table_lock);
 	for (size_t i = 0; i < n; i++) {
-		(void)fuse_lowlevel_notify_inval_entry(fs->se, node_ino(fs, dir), v[i],
-						       strlen(v[i]));
-		crypt_wipe(v[i], strlen(v[i]));
-		free(v[i]);
+		(void)fuse_lowlevel_notify_inval_entry(fs->se, node_ino(fs, v[i].parent),
+						       v[i].name, strlen(v[i].name));
+		crypt_wipe(v[i].name, strlen(v[i].name));
+		free(v[i].name);
+		node_unref(fs, v[i].parent, 1);
 	}
 	free(v);
-	node_unref(fs, dir, 1);
+}
+
+/* After a rename moved entry `name` from directory `from` into `to`: if
+ * it left an open chain for a closed one, what the kernel cached of it
+ * and below it goes (perm_inval_below; the kernel moves cached names
+ * with their timeouts).  Called after the reply. */
+static void perm_inval_moved(struct ops_fs *fs, struct ops_node *from,
+			     struct ops_node *to, const char *name)
+{
+	struct ops_node *top = NULL;
+	bool was, now;
+
+	pthread_mutex_lock(&fs->table_lock);
+	if (fs->cfg.strict_walks) {
+		was = perm_open_dir(from->perm.mode);
+		now = perm_open_dir(to->perm.mode);
+	} else {
+		was = node_chain_open_locked(fs, from);
+		now = node_chain_open_locked(fs, to);
+	}
+	for (size_t b = 0; was && !now && !top && b < fs->nbuckets; b++)
+		for (struct ops_node *x = fs->buckets[b]; x && !top; x = x->hnext)
+			for (struct ops_name *nm = x->names; nm; nm = nm->next)
+				if (nm->parent == to && strcmp(nm->name, name) == 0) {
+					top = x;
+					top->refs++;
+					break;
+				}
+	pthread_mutex_unlock(&fs->table_lock);
+	if (top) {
+		perm_inval_below(fs, top);
+		node_unref(fs, top, 1);
+	}
 }
 
 /* Does node n have a name (is it reachable by path)?  Nodes unlinked
@@ -2900,7 +3089,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* Negative entry: cached like a positive one, since every
 		 * create goes through this mount and invalidates it. */
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = entry_ttl(fs, node_perm(fs, dir).mode);
+		pthread_mutex_lock(&fs->table_lock);
+		e.entry_timeout = entry_ttl(fs, node_chain_open_locked(fs, dir),
+					    perm_open_dir(dir->perm.mode), 0);
+		pthread_mutex_unlock(&fs->table_lock);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -3984,6 +4176,11 @@ out:
 		audit_change_end(req, AUDIT_OP_RENAME, ret, recorded, seq, dir->ring, ap,
 				 ap2, flags, detail[0] ? detail : NULL);
 	fuse_reply_err(req, -ret);
+	if (ret == 0) {
+		perm_inval_moved(fs, dir, ndir, newname);
+		if (exchange)
+			perm_inval_moved(fs, ndir, dir, name);
+	}
 }
 
 /* ---- attributes ----------------------------------------------------------- */
@@ -4014,12 +4211,16 @@ static void do_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	else
 		ret = 0;
 	pol_end(&pr);
+	/* A directory's name may be cached under a directory the caller
+	 * may not search (see "Path walks"). */
+	if (ret == 0 && S_ISDIR(n->type))
+		ret = perm_reach(req, n, "getattr", NULL);
 	if (ret == 0)
 		ret = node_stat(fs, n, &st);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
-		fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
+		fuse_reply_attr(req, &st, node_attr_ttl(fs, n));
 }
 
 /* What a setattr changes, without names: "mode=0640 uid=1001 size=0
@@ -4169,7 +4370,9 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		goto out;
 	}
 	was_open = perm_open_dir(st.st_mode);
-	ret = perm_setattr(req, n, &st, attr, valid, h != NULL);
+	ret = S_ISDIR(n->type) ? perm_reach(req, n, "setattr", NULL) : 0;
+	if (ret == 0)
+		ret = perm_setattr(req, n, &st, attr, valid, h != NULL);
 	if (ret < 0) {
 		denied = true; /* recorded */
 		goto out;
@@ -4266,9 +4469,12 @@ out:
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	fuse_reply_attr(req, &st, fs->cfg.attr_timeout);
-	if (S_ISDIR(st.st_mode) && was_open && !perm_open_dir(st.st_mode))
-		perm_inval_children(fs, n);
+	fuse_reply_attr(req, &st, node_attr_ttl(fs, n));
+	/* Below a chain that was closed already, nothing was cached under
+	 * the open rules (chmod -R 700 pays once, at its top). */
+	if (S_ISDIR(st.st_mode) && was_open && !perm_open_dir(st.st_mode) &&
+	    (fs->cfg.strict_walks || node_above_open(fs, n)))
+		perm_inval_below(fs, n);
 }
 
 static void do_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -4324,8 +4530,10 @@ static void do_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	/* access(2) and chdir(2) ask; the answer is not a refused operation,
 	 * so nothing is recorded. */
 	ret = node_stat(ops_fs(req), n, &st);
+	perm_begin(req, &p);
+	if (ret == 0 && S_ISDIR(n->type) && !perm_root(&p.c) && !p.fs->cfg.strict_walks)
+		ret = perm_reach_check(&p, n);
 	if (ret == 0 && (mask & (R_OK | W_OK | X_OK))) {
-		perm_begin(req, &p);
 		o = (struct perm_obj){st.st_mode, st.st_uid, st.st_gid};
 		ret = perm_check(&p.c, &o, mask);
 	}

@@ -30,6 +30,9 @@ struct ops_config {
 	double attr_timeout;           /* seconds the kernel may cache attributes */
 	double entry_timeout;          /* seconds the kernel may cache names */
 	bool writeback;                /* -o writeback: kernel writeback cache */
+	bool strict_walks;             /* -o strict_walks: no name cached in a
+					  directory not everybody may search
+					  (ops.c, "Path walks") */
 	bool debug;                    /* -d: libfuse logs every request */
 	void (*after_init)(void *arg); /* run once, by the first request after
 					  INIT was answered (the kernel has

@@ -275,6 +275,110 @@ def test_owner_class_wins_over_other_for_search(work, users):
     assert op("cust_bob", "stat", f) == 0
 
 
+def _walk_tree(work):
+    """work/priv (root, 0700) / sub (0755) / f, sub/deeper (0755) / g; root
+    walks all of it, so the kernel holds every name (directory names under
+    a closed directory are cached; docs/daemon.md, "Path walks")."""
+    priv = mkdir(work / "priv", 0o700)
+    sub = mkdir(priv / "sub")
+    deeper = mkdir(sub / "deeper")
+    f = mkfile(sub / "f", b"secret")
+    g = mkfile(deeper / "g", b"deeper secret")
+    for p in (sub, deeper, f, g):
+        os.stat(p)
+    assert sorted(os.listdir(sub)) == ["deeper", "f"]
+    return priv, sub, deeper, f, g
+
+
+def _refused_through(sub, deeper, f, g):
+    """Every way in through sub is refused to alice, and nothing changes."""
+    got = errs("cust_alice",
+               ("stat", sub), ("stat", deeper), ("stat", f), ("stat", g),
+               ("stat", sub / "absent"), ("list", sub), ("list", deeper),
+               ("open_r", f), ("read", g), ("access", sub, os.F_OK),
+               ("access", deeper, os.X_OK), ("chdir", sub), ("chdir", deeper),
+               ("create", sub / "new"), ("mkdir", deeper / "newdir"),
+               ("unlink", f), ("rename", g, deeper / "g2"),
+               ("chmod", deeper, 0o777), ("utime", sub))
+    assert got == [EACCES] * len(got)
+    assert sorted(os.listdir(sub)) == ["deeper", "f"]
+    assert os.listdir(deeper) == ["g"]
+    assert f.read_bytes() == b"secret" and g.read_bytes() == b"deeper secret"
+    assert mode_of(deeper) == 0o755
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict_walks"])
+def test_cached_directory_names_under_a_0700_directory_let_nobody_through(
+        mount_factory, store, users, strict):
+    """The kernel walks cached names without asking; the daemon checks
+    search permission on every directory above the one a request is about,
+    so names cached by root's walk through a 0700 directory (or, with
+    -o strict_walks, never cached there) let no one else in."""
+    opts = "allow_other,strict_walks" if strict else "allow_other"
+    m = mount_factory(store, options=("-o", opts))
+    work = mkdir(m.mnt / "work")
+    priv, sub, deeper, f, g = _walk_tree(work)
+    _refused_through(sub, deeper, f, g)
+    # every refusal was recorded, as the kernel's never were (access and
+    # chdir ask, they are not refused operations: 4 of the 19 calls)
+    out = helpers.run([helpers.CUSTODIAN, "audit", "log", store.path, "--passfile",
+                       store.passfile, "--denied", "--user", "cust_alice", "--json"]).out
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert len(recs) >= 15 and all(r["outcome"] == EACCES for r in recs), out[-2000:]
+    assert sum("mode bits" in (r.get("detail") or "") for r in recs) >= 15, out[-2000:]
+    # and once priv opens up, the same names work for alice at once
+    os.chmod(m.mnt / "work" / "priv", 0o755)
+    assert errs("cust_alice", ("stat", g), ("read", f), ("list", sub)) == [0, 0, 0]
+
+
+def test_search_through_a_group_only_directory(work, users):
+    """0710 with group cust_agents: alice (a member, through a supplementary
+    group) walks through the cached names, bob (not a member) is refused."""
+    gate = mkdir(work / "gate", 0o710, group=gid_of("cust_agents"))
+    sub = mkdir(gate / "sub")
+    f = mkfile(sub / "f", b"for agents")
+    os.stat(f)
+    assert errs("cust_bob", ("stat", sub), ("stat", f), ("read", f)) == [EACCES] * 3
+    r = calls("cust_alice", ("stat", sub), ("read", f))
+    assert [o["e"] for o in r] == [0, 0] and r[1]["data"] == "for agents"
+    assert errs("cust_bob", ("list", sub)) == [EACCES]
+
+
+def test_chmod_0700_two_levels_up_denies_at_once(work, users):
+    a = mkdir(work / "a")
+    b = mkdir(a / "b")
+    c = mkdir(b / "c")
+    f = mkfile(c / "f", b"x")
+    assert errs("cust_alice", ("stat", f), ("list", c), ("stat", c / "none")) == \
+        [0, 0, errno.ENOENT]  # the kernel may now cache all of these
+    os.chmod(a, 0o700)
+    assert errs("cust_alice", ("stat", b), ("stat", c), ("stat", f), ("list", c),
+                ("stat", c / "none"), ("open_r", f)) == [EACCES] * 6
+    os.chmod(a, 0o755)
+    assert errs("cust_alice", ("stat", f), ("list", c)) == [0, 0]
+
+
+def test_rename_into_a_0700_directory_denies_at_once(work, users):
+    """A rename moves the kernel's cached names with their timeouts; moving a
+    tree (or a file) from where everybody may search to where not everybody
+    may must shut them at once."""
+    pub = mkdir(work / "pub")
+    tree = mkdir(pub / "tree")
+    inner = mkdir(tree / "inner")
+    f = mkfile(inner / "f", b"moved")
+    loose = mkfile(pub / "loose", b"loose")
+    assert errs("cust_alice", ("stat", f), ("list", inner), ("stat", loose),
+                ("stat", inner / "none")) == [0, 0, 0, errno.ENOENT]
+    priv = mkdir(work / "priv", 0o700)
+    os.rename(tree, priv / "tree")
+    os.rename(loose, priv / "loose")
+    assert errs("cust_alice", ("stat", priv / "tree" / "inner" / "f"),
+                ("list", priv / "tree" / "inner"), ("stat", priv / "loose"),
+                ("read", priv / "loose"),
+                ("stat", priv / "tree" / "inner" / "none")) == [EACCES] * 5
+    assert (priv / "tree" / "inner" / "f").read_bytes() == b"moved"
+
+
 # --- 2. access(2), chdir ----------------------------------------------------------
 
 def test_access_matches_mode_bits(work, users):
