@@ -195,7 +195,12 @@ make_tarball() {
 	else
 		(cd / && find usr/include -type f | sort) >"$WORK/tree.list"
 	fi
-	tar -C / -cf "$TARBALL" -T "$WORK/tree.list"
+	# An archive of a tree holds its directories too, as `tar -cf x.tar dir`
+	# makes it: GNU tar (as root) then creates each directory 0700 and gives
+	# it its mode at the end, which is the path real archives take.
+	awk '{ d = $0; while (sub("/[^/]*$", "", d)) print d }' "$WORK/tree.list" |
+		sort -u | cat - "$WORK/tree.list" | sort >"$WORK/tree.members"
+	tar -C / --no-recursion -cf "$TARBALL" -T "$WORK/tree.members"
 	NFILES=$(wc -l <"$WORK/tree.list")
 	TARMB=$(du -m "$TARBALL" | cut -f1)
 }
