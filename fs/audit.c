@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,11 @@ struct audit {
 	bool stop;                            /* audit_close asked the writer to end */
 	pthread_mutex_t who_lock[WHO_SHARDS]; /* guard who[] by slot % shards */
 	struct who_slot who[WHO_SLOTS];       /* audit_who_cached entries */
+	atomic_int who_fds;                   /* slots holding a dfd */
+	int who_fds_max;                      /* most that may: a quarter of
+						 RLIMIT_NOFILE at open (the
+						 daemon's files come first),
+						 at most WHO_SLOTS; immutable */
 };
 
 int audit_option(struct audit_options *o, const char *key, const char *val)
@@ -333,8 +339,22 @@ void audit_who_cached(struct audit *a, pid_t pid, uid_t uid, gid_t gid,
 		return;
 	}
 	pthread_mutex_lock(l);
-	if (s->dfd >= 0)
+	if (s->dfd < 0) {
+		/* A new slot costs a descriptor: not when they run short. */
+		int cur = atomic_load(&a->who_fds);
+		bool room;
+
+		do
+			room = cur < a->who_fds_max;
+		while (room && !atomic_compare_exchange_weak(&a->who_fds, &cur, cur + 1));
+		if (!room) {
+			pthread_mutex_unlock(l);
+			close(dfd);
+			return;
+		}
+	} else {
 		close(s->dfd);
+	}
 	s->dfd = dfd;
 	s->w = *w;
 	s->filled_us = s->checked_us = now;
@@ -1045,6 +1065,14 @@ int audit_open(struct store *st, const struct audit_options *o, struct audit **o
 	a->jfd = -1;
 	for (int i = 0; i < WHO_SLOTS; i++)
 		a->who[i].dfd = -1;
+	{
+		struct rlimit rl;
+
+		a->who_fds_max = WHO_SLOTS;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+		    rl.rlim_cur / 4 < WHO_SLOTS)
+			a->who_fds_max = (int)(rl.rlim_cur / 4);
+	}
 	a->wrow = malloc(sizeof(*a->wrow));
 	if (!a->wrow) {
 		rc = -ENOMEM;

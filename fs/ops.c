@@ -3775,13 +3775,17 @@ static void do_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	sidecar_drop(dir->fd, &enc);
 	forget_name(fs, dir, enc.backing, &st);
 out:
-	if (pin >= 0)
-		close(pin);
 	audit_change_end(req, AUDIT_OP_UNLINK, ret, recorded, seq, dir->ring, ap, NULL, 0,
 			 NULL);
+	fuse_reply_err(req, -ret);
+	/* The pin is often the inode's last reference: closing it frees the
+	 * file's blocks (and, on a disk mounted with discard, discards them,
+	 * synchronously).  After the reply, so the caller's next request runs
+	 * meanwhile on another thread: rm -rf no longer waits for it. */
+	if (pin >= 0)
+		close(pin);
 	if (ret == 0)
 		reserve_check(fs);
-	fuse_reply_err(req, -ret);
 }
 
 /* Writes back a directory IV removed by an rmdir that then failed. */
@@ -3808,7 +3812,16 @@ struct dying_dir {
 	uint8_t iv[CRYPT_DIRIV_BYTES]; /* its name IV (valid if have_iv) */
 	bool have_iv;                  /* iv was read */
 	bool iv_gone;                  /* the IV file has been unlinked */
+	int iv_pin;                    /* O_PATH descriptor of the unlinked IV
+					  file, -1 if none: its block is freed
+					  (and discarded) when this closes, after
+					  the reply (dying_dir_unpin) */
 };
+
+#define DYING_DIR_INIT                                                                   \
+	{                                                                                \
+		.dp = NULL, .iv_pin = -1                                                 \
+	}
 
 /* Opens backing entry `backing` of dirfd; -ENOTEMPTY unless it holds
  * nothing but the store's own entries (an entry whose name does not
@@ -3820,6 +3833,7 @@ static int dying_dir_strip(int dirfd, const char *backing, struct dying_dir *dd)
 	int dfd;
 
 	memset(dd, 0, sizeof(*dd));
+	dd->iv_pin = -1;
 	dfd = openat(dirfd, backing, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return -errno;
@@ -3847,9 +3861,19 @@ static int dying_dir_strip(int dirfd, const char *backing, struct dying_dir *dd)
 			continue;
 		(void)unlinkat(dfd, de->d_name, 0);
 	}
+	dd->iv_pin = openat(dfd, NAMES_DIRIV_FILE, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (unlinkat(dfd, NAMES_DIRIV_FILE, 0) == 0)
 		dd->iv_gone = true;
 	return 0;
+}
+
+/* Lets the removed IV file's inode go: called after the reply, so freeing
+ * its block does not hold up the caller (see do_unlink). */
+static void dying_dir_unpin(struct dying_dir *dd)
+{
+	if (dd->iv_pin >= 0)
+		close(dd->iv_pin);
+	dd->iv_pin = -1;
 }
 
 /* Ends a dying_dir: if the directory survived (failed is true), its IV
@@ -3874,7 +3898,7 @@ static int rmdir_subject(fuse_req_t req, struct ops_node *dir, const char *name,
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct subjects_certificate cert;
-	struct dying_dir dd = {.dp = NULL};
+	struct dying_dir dd = DYING_DIR_INIT;
 	char who[SUBJECTS_OPERATOR_MAX], reason[64], apath[PATH_MAX];
 	struct ops_subject *s = NULL;
 	struct pol_req pr;
@@ -3936,6 +3960,7 @@ unlock:
 		reserve_check(fs);
 	}
 	dying_dir_end(&dd, !destroyed);
+	dying_dir_unpin(&dd);
 	subj_unref(s);
 	return destroyed ? 0 : ret;
 }
@@ -3944,7 +3969,7 @@ static void do_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct ops_fs *fs = ops_fs(req);
 	struct ops_node *dir = ops_node(req, parent);
-	struct dying_dir dd = {.dp = NULL};
+	struct dying_dir dd = DYING_DIR_INIT;
 	char apath[PATH_MAX];
 	struct names_enc enc;
 	struct stat st;
@@ -4012,6 +4037,7 @@ out:
 	if (ret == 0)
 		reserve_check(fs);
 	fuse_reply_err(req, -ret);
+	dying_dir_unpin(&dd);
 }
 
 /* After a rename of (dir, oldb) to (ndir, newb): the moved node takes the
@@ -4050,7 +4076,7 @@ static void do_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct ops_node *dir = ops_node(req, parent);
 	struct ops_node *ndir = ops_node(req, newparent);
 	struct names_enc oldenc, newenc;
-	struct dying_dir dd = {.dp = NULL};
+	struct dying_dir dd = DYING_DIR_INIT;
 	bool exchange = flags & RENAME_EXCHANGE;
 	struct stat st, srcst;
 	bool have_src, have_dst, denied = false, recorded = false;
@@ -4167,15 +4193,18 @@ static void do_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rename_nodes(fs, dir, oldenc.backing, name, ndir, newenc.backing, newname,
 		     have_src ? &srcst : NULL, have_dst ? &st : NULL, exchange);
 out:
-	if (pin >= 0)
-		close(pin);
-	if (spin >= 0)
-		close(spin);
 	dying_dir_end(&dd, ret < 0);
 	if (!denied)
 		audit_change_end(req, AUDIT_OP_RENAME, ret, recorded, seq, dir->ring, ap,
 				 ap2, flags, detail[0] ? detail : NULL);
 	fuse_reply_err(req, -ret);
+	/* A replaced file's pin may be its last reference: freed after the
+	 * reply (see do_unlink). */
+	if (pin >= 0)
+		close(pin);
+	if (spin >= 0)
+		close(spin);
+	dying_dir_unpin(&dd);
 	if (ret == 0) {
 		perm_inval_moved(fs, dir, ndir, newname);
 		if (exchange)

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1303,6 +1305,72 @@ static void test_who_exec(void **state)
 	audit_close(a);
 }
 
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* The who cache keeps a /proc/PID descriptor per caller, but never more
+ * than a quarter of RLIMIT_NOFILE: under a low limit the daemon's files
+ * must not run out because of it.  Callers past that are still answered
+ * (uncached). */
+static void test_who_fd_budget(void **state)
+{
+	struct fixture *f = *state;
+	enum { KIDS = 48, LIMIT = 64 };
+	struct rlimit old, low;
+	struct audit *a = NULL;
+	struct audit_who c;
+	pid_t kids[KIDS];
+	int go[2], before;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = LIMIT;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(pipe(go), 0);
+	for (int i = 0; i < KIDS; i++) {
+		kids[i] = fork();
+		assert_true(kids[i] >= 0);
+		if (kids[i] == 0) {
+			char b;
+
+			close(go[1]);
+			_exit(read(go[0], &b, 1) < 0);
+		}
+	}
+	assert_int_equal(audit_open(f->st, NULL, &a), 0);
+	before = count_fds();
+	for (int i = 0; i < KIDS; i++) {
+		audit_who_cached(a, kids[i], 5, 6, &c);
+		assert_int_equal(c.pid, kids[i]);
+		assert_string_equal(c.exe, f->who.exe);
+		assert_int_equal(c.uid, 5);
+	}
+	assert_true(count_fds() - before <= LIMIT / 4);
+	assert_true(count_fds() - before >= 1); /* it does cache */
+	/* Served again, from the cache or not, with the same answer. */
+	for (int i = 0; i < KIDS; i++) {
+		audit_who_cached(a, kids[i], 9, 6, &c);
+		assert_string_equal(c.exe, f->who.exe);
+		assert_int_equal(c.uid, 9);
+	}
+	assert_true(count_fds() - before <= LIMIT / 4);
+	audit_close(a);
+	close(go[0]);
+	close(go[1]);
+	for (int i = 0; i < KIDS; i++)
+		assert_int_equal(waitpid(kids[i], NULL, 0), kids[i]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 /* Appends from several threads: one linear chain, no seq lost. */
 struct thr {
 	struct fixture *f; /* fixture */
@@ -1423,6 +1491,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_syslog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_who, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_who_exec, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_who_fd_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catalog_rows, setup, teardown),
 	};
