@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,9 @@ struct durable {
 	pthread_cond_t done;      /* a batch finished */
 	int q[DURABLE_QUEUE_MAX]; /* descriptors waiting, oldest first */
 	unsigned n;               /* entries used in q */
+	unsigned cap;             /* most entries q may hold: DURABLE_QUEUE_MAX,
+				     or an eighth of RLIMIT_NOFILE at open if
+				     less (set once, before the thread) */
 	uint64_t added;           /* descriptors ever queued */
 	uint64_t synced;          /* descriptors ever synced (a prefix) */
 	unsigned inflight;        /* descriptors in the batch being synced */
@@ -99,7 +103,7 @@ static void *sync_main(void *arg)
 		/* Let a batch gather (tar makes directories in bursts), unless
 		 * the queue fills up first. */
 		deadline_in_ms(&dl, DURABLE_GATHER_MS);
-		while (!d->stop && d->n < DURABLE_QUEUE_MAX &&
+		while (!d->stop && d->n < d->cap &&
 		       pthread_cond_timedwait(&d->work, &d->lock, &dl) == 0)
 			;
 		if (d->n && !d->busy)
@@ -112,6 +116,20 @@ static void *sync_main(void *arg)
 }
 
 /* --- the queue ------------------------------------------------------------------ */
+
+/* Queued descriptors are the daemon's, not the caller's: under a low
+ * descriptor limit a full-size queue (plus a batch in flight) would leave
+ * none for the files callers open, and mkdir would fail with EMFILE for a
+ * queue that only saves time.  An eighth of the limit, at least one. */
+static unsigned durable_cap(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur / 8 >= DURABLE_QUEUE_MAX)
+		return DURABLE_QUEUE_MAX;
+	return rl.rlim_cur / 8 ? (unsigned)(rl.rlim_cur / 8) : 1;
+}
 
 int durable_open(struct durable **out)
 {
@@ -128,6 +146,7 @@ int durable_open(struct durable **out)
 	pthread_cond_init(&d->work, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&d->done, NULL);
+	d->cap = durable_cap();
 	rc = pthread_create(&d->thread, NULL, sync_main, d);
 	if (rc != 0) {
 		pthread_cond_destroy(&d->done);
@@ -160,13 +179,13 @@ void durable_close(struct durable *d)
 int durable_add(struct durable *d, int fd)
 {
 	pthread_mutex_lock(&d->lock);
-	if (d->n == DURABLE_QUEUE_MAX || d->stop) {
+	if (d->n >= d->cap || d->stop) {
 		pthread_mutex_unlock(&d->lock);
 		return sync_close(fd);
 	}
 	d->q[d->n++] = fd;
 	d->added++;
-	if (d->n == 1 || d->n == DURABLE_QUEUE_MAX)
+	if (d->n == 1 || d->n == d->cap)
 		pthread_cond_signal(&d->work);
 	pthread_mutex_unlock(&d->lock);
 	return 0;

@@ -18,7 +18,9 @@
 
 #include "errs.h"
 
-#define DURABLE_QUEUE_MAX 256 /* descriptors waiting; a full queue syncs inline */
+#define DURABLE_QUEUE_MAX 256 /* descriptors waiting; a full queue syncs inline
+			       (fewer under a low RLIMIT_NOFILE: an eighth of
+			       it, read at durable_open) */
 #define DURABLE_GATHER_MS 50  /* how long the thread lets a batch gather */
 
 struct durable;

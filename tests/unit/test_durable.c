@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -412,6 +413,63 @@ static void test_full_queue_syncs_inline(void **state)
 	assert_int_equal(fake_calls(), FULL_N);
 }
 
+/* Under a descriptor limit of 80 the queue holds at most 10 (an eighth):
+ * the 11th add syncs inline, so the daemon keeps descriptors for callers
+ * (found as EMFILE on mkdir under prlimit --nofile=128). */
+#define CAP_LIMIT 80
+#define CAP_N (CAP_LIMIT / 8)
+
+static void test_queue_keeps_to_descriptor_budget(void **state)
+{
+	int fds[1 + CAP_N + 2];
+	struct rlimit old, low;
+	unsigned calls_queued, calls_after[2], pending_full;
+	int rc_queued = 0, rc_after[2], closed[2];
+	struct durable *d;
+	int opened;
+	bool hit;
+
+	(void)state;
+	tmp_fds(fds, 1 + CAP_N + 2);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = CAP_LIMIT;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	gate_arm();
+	opened = durable_open(&d);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_int_equal(opened, 0);
+	/* the thread takes fds[0] as a batch and is held in its fdatasync */
+	rc_queued = durable_add(d, fds[0]);
+	hit = gate_wait_hit();
+	if (!hit || rc_queued != 0) {
+		gate_release();
+		durable_close(d);
+		fail_msg("the thread never reached the gated fdatasync (add: %d)", rc_queued);
+	}
+	for (int i = 1; i <= CAP_N; i++)
+		rc_queued |= durable_add(d, fds[i]);
+	calls_queued = fake_calls();
+	pending_full = durable_pending(d);
+	for (int i = 0; i < 2; i++) {
+		rc_after[i] = durable_add(d, fds[1 + CAP_N + i]);
+		calls_after[i] = fake_calls();
+		closed[i] = fd_closed(fds[1 + CAP_N + i]);
+	}
+	gate_release();
+	assert_int_equal(rc_queued, 0);
+	assert_int_equal(calls_queued, 1);
+	assert_int_equal(pending_full, 1 + CAP_N);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(rc_after[i], 0);
+		assert_int_equal(calls_after[i], 2 + (unsigned)i);
+		assert_true(closed[i]);
+	}
+	assert_int_equal(durable_drain(d), 0);
+	assert_synced_closed(fds, 1 + CAP_N + 2);
+	durable_close(d);
+}
+
 static void test_close_syncs_queued(void **state)
 {
 	struct durable *d;
@@ -541,6 +599,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_error_seen_by_thread_then_drain,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_queue_syncs_inline, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_queue_keeps_to_descriptor_budget, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_close_syncs_queued, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_while_thread_busy, setup,
