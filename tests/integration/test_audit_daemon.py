@@ -132,6 +132,22 @@ def test_read_by_alice_open_and_close(store, mount_factory, users):
     verify(store)
 
 
+def test_query_on_a_mounted_store_sees_what_returned(store, mount_factory):
+    """The daemon commits records in batches; `audit log` and `audit verify`
+    on a mounted store have it commit first, so what returned is there at
+    once (no waiting, unlike a reader of the catalogue alone)."""
+    m = mount_factory(store)
+    for i in range(8):
+        p = m.mnt / f"q{i}"
+        p.write_bytes(b"x")
+        os.unlink(p)
+        recs = log_json(store, "--op", "unlink")
+        assert [r["path"] for r in recs] == [f"/q{k}" for k in range(i + 1)]
+    out = verify(store).out
+    assert "audit chain OK" in out
+    assert m.alive()
+
+
 def test_changes_recorded(store, mount_factory):
     m = mount_factory(store)
     d = m.mnt / "dir"
