@@ -166,6 +166,10 @@ struct ops_dir;
 struct creds_cache;
 struct creds_rate;
 
+/* Counters of removals whose inode is freed after the reply, by parent
+ * directory (see unpin_wait in ops.c). */
+#define OPS_UNPIN_SLOTS 64
+
 /* The mounted file system. */
 struct ops_fs {
 	struct store *store;          /* unlocked store; owned by main */
@@ -222,6 +226,14 @@ struct ops_fs {
 	struct ops_dir *dirs;         /* open directories (freed at unmount if
 					 the kernel never released them);
 					 table_lock */
+	pthread_mutex_t unpin_lock;   /* guards unpins (statically initialised:
+					 never held with another lock) */
+	pthread_cond_t unpin_done;    /* a count in unpins fell to zero */
+	unsigned unpins[OPS_UNPIN_SLOTS]; /* entries removed from a backing
+					 directory (slot: its inode number
+					 modulo OPS_UNPIN_SLOTS) whose pin is
+					 still to be closed after the reply;
+					 unpin_lock */
 };
 
 /* Where a shredded subject's ciphertext waits for the background remover
