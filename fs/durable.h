@@ -18,10 +18,10 @@
 
 #include "errs.h"
 
-#define DURABLE_QUEUE_MAX 256 /* descriptors waiting; a full queue syncs inline
-			       (fewer under a low RLIMIT_NOFILE: an eighth of
-			       it, read at durable_open) */
-#define DURABLE_GATHER_MS 50  /* how long the thread lets a batch gather */
+/* Descriptors waiting; a full queue syncs inline.  Fewer under a low
+ * RLIMIT_NOFILE: an eighth of it, read at durable_open. */
+#define DURABLE_QUEUE_MAX 256
+#define DURABLE_GATHER_MS 50 /* how long the thread lets a batch gather */
 
 struct durable;
 

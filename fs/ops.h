@@ -229,11 +229,10 @@ struct ops_fs {
 	pthread_mutex_t unpin_lock;   /* guards unpins (statically initialised:
 					 never held with another lock) */
 	pthread_cond_t unpin_done;    /* a count in unpins fell to zero */
-	unsigned unpins[OPS_UNPIN_SLOTS]; /* entries removed from a backing
-					 directory (slot: its inode number
-					 modulo OPS_UNPIN_SLOTS) whose pin is
-					 still to be closed after the reply;
-					 unpin_lock */
+	/* Entries removed from a backing directory (slot: its inode number
+	 * modulo OPS_UNPIN_SLOTS) whose pin is still to be closed after the
+	 * reply; unpin_lock. */
+	unsigned unpins[OPS_UNPIN_SLOTS];
 };
 
 /* Where a shredded subject's ciphertext waits for the background remover
