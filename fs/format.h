@@ -74,6 +74,10 @@ struct format_file {
 	const struct keyring *ring; /* owning keyring (volume or subject) */
 	bool have_header;           /* false while the file is 0 bytes */
 	struct format_header hdr;   /* valid when have_header */
+	bool len_ok;                /* the caller saw a possible ciphertext
+				       length when it opened fd: a read of
+				       blocks that all exist skips the fstat
+				       for the length (format_file_read) */
 };
 
 /* Writes a fresh header to an empty backing file (new record). */

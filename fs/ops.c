@@ -4835,6 +4835,7 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->fd = fd;
 	h->may_write = wr;
+	h->len_ok = !damaged;
 	if ((fi->flags & O_TRUNC) && st.st_size > 0) {
 		ret = check_record(req, NULL, NULL, n, fd, S_IFREG, RETENTION_TRUNCATE,
 				   "open");
@@ -5010,6 +5011,7 @@ static void do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	pthread_rwlock_unlock(&n->lock);
 	h->fd = fd;
 	h->may_write = true;
+	h->len_ok = true;
 	h->audit_seq = seq;
 	h->audit_release = seq != 0;
 	handle_opener(req, h);
@@ -5060,6 +5062,7 @@ static void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_rwlock_rdlock(&n->lock);
 	f = n->ff;
 	f.fd = ops_handle(fi)->fd;
+	f.len_ok = ops_handle(fi)->len_ok;
 	r = format_file_read(&f, buf, size, off);
 	pthread_rwlock_unlock(&n->lock);
 	if (r < 0) {

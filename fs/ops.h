@@ -56,6 +56,8 @@ struct ops_handle {
 					else O_RDONLY */
 	bool may_write;              /* opened for writing: the policy said so
 					at open (or create) */
+	bool len_ok;                 /* the backing length was possible at open
+					(format_file.len_ok) */
 	struct ops_node *node;       /* the file */
 	struct ops_handle *next;     /* node's other handles; fs->table_lock */
 	struct ops_handle **pprev;   /* link that points here; fs->table_lock */

@@ -27,6 +27,7 @@ static const struct sys_ops sys_defaults = {
 	.unlinkat = unlinkat,
 	.renameat = renameat,
 	.mmap = mmap,
+	.fstat = fstat,
 };
 
 struct sys_ops sys = {
@@ -39,6 +40,7 @@ struct sys_ops sys = {
 	.unlinkat = unlinkat,
 	.renameat = renameat,
 	.mmap = mmap,
+	.fstat = fstat,
 };
 
 void sys_reset(void)

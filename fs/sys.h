@@ -9,6 +9,7 @@
 #ifndef CUSTODIAN_SYS_H
 #define CUSTODIAN_SYS_H
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 struct sys_ops {
@@ -22,6 +23,7 @@ struct sys_ops {
 	int (*renameat)(int olddirfd, const char *oldpath, int newdirfd,
 			const char *newpath);
 	void *(*mmap)(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+	int (*fstat)(int fd, struct stat *st);
 };
 
 /* The live table.  Tests may overwrite entries and must restore them

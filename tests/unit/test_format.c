@@ -490,7 +490,16 @@ static void test_fsx(void **state)
 					       : (off + (off_t)len > size ? size - off
 									  : (ssize_t)len);
 
+			struct format_file g = f;
+
 			assert_int_equal(format_file_read(&f, got, len, off), want);
+			if (want > 0)
+				assert_memory_equal(got, model + off, (size_t)want);
+			/* The same read without asking the length first (a
+			 * daemon handle opened on a file of possible length). */
+			g.len_ok = true;
+			memset(got, 0xa5, len);
+			assert_int_equal(format_file_read(&g, got, len, off), want);
 			if (want > 0)
 				assert_memory_equal(got, model + off, (size_t)want);
 		}
@@ -754,6 +763,43 @@ static void test_tamper_block_from_other_file(void **state)
 	free(q);
 }
 
+static unsigned fstat_calls;
+
+static int counting_fstat(int fd, struct stat *st)
+{
+	fstat_calls++;
+	return fstat(fd, st);
+}
+
+/* With len_ok, a read of blocks that all exist asks no length; only a
+ * read that runs into the end does (the daemon's read of a page). */
+static void test_read_asks_length_only_at_end(void **state)
+{
+	struct format_file f;
+	uint8_t got[3 * BP];
+	uint8_t *p;
+
+	(void)state;
+	make_file(&f, 2 * BP + 100, 3, &p);
+	sys.fstat = counting_fstat;
+	fstat_calls = 0;
+	f.len_ok = true;
+	assert_int_equal(format_file_read(&f, got, BP, 0), BP);
+	assert_int_equal(format_file_read(&f, got, 2 * BP, 0), 2 * BP);
+	assert_int_equal(format_file_read(&f, got, 100, BP + 7), 100);
+	assert_int_equal(fstat_calls, 0);
+	assert_memory_equal(got, p + BP + 7, 100);
+	assert_int_equal(format_file_read(&f, got, 3 * BP, 0), 2 * BP + 100);
+	assert_int_equal(fstat_calls, 1);
+	assert_memory_equal(got, p, 2 * BP + 100);
+	f.len_ok = false; /* a caller that did not check the length at open */
+	assert_int_equal(format_file_read(&f, got, BP, 0), BP);
+	assert_int_equal(fstat_calls, 2);
+	sys_reset();
+	close(f.fd);
+	free(p);
+}
+
 static void test_tamper_truncated_ciphertext(void **state)
 {
 	struct format_file f;
@@ -772,6 +818,24 @@ static void test_tamper_truncated_ciphertext(void **state)
 	uint8_t ok[BP];
 	assert_int_equal(format_file_read(&f, ok, BP, BP), BP);
 	assert_memory_equal(ok, p + BP, BP);
+	{
+		/* Reading without the length first: whole blocks before the
+		 * damage read, the short block still fails, nothing of it is
+		 * handed back. */
+		struct format_file g = f;
+		uint8_t two[2 * BP];
+
+		g.len_ok = true;
+		assert_int_equal(format_file_read(&g, ok, BP, BP), BP);
+		assert_memory_equal(ok, p + BP, BP);
+		assert_int_equal(format_file_read(&g, ok, 10, 2 * BP), -EIO);
+		memset(two, 0xa5, sizeof(two));
+		assert_int_equal(format_file_read(&g, two, sizeof(two), BP), -EIO);
+		for (size_t i = 0; i < BP + 960; i++) /* up to the end */
+			assert_int_equal(two[i], 0);
+		/* past the end: nothing, not an error */
+		assert_int_equal(format_file_read(&g, ok, 10, 3 * BP), 0);
+	}
 
 	/* Leaving an impossible size (tail shorter than the overhead). */
 	assert_int_equal(ftruncate(f.fd, HDR + 2 * BC + 20), 0);
@@ -956,6 +1020,7 @@ int main(void)
 		cmocka_unit_test(test_tamper_swap_blocks),
 		cmocka_unit_test(test_tamper_block_from_other_file),
 		cmocka_unit_test(test_tamper_truncated_ciphertext),
+		cmocka_unit_test(test_read_asks_length_only_at_end),
 		cmocka_unit_test(test_enospc_write),
 		cmocka_unit_test(test_enospc_header_and_truncate),
 		cmocka_unit_test(test_eio_pread),
