@@ -725,17 +725,6 @@ static void maybe_truncate(struct audit *a)
 		a->jsize = 0;
 }
 
-static void deadline_in(struct timespec *ts, unsigned ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* Takes what appenders queued into the writer's batch (with the lock
  * held).  The batch is empty unless its last commit failed; then the new
  * entries go after it, or stay queued if there is no memory for both. */
@@ -789,7 +778,7 @@ static void *writer_main(void *arg)
 		if (!a->plen && !blen)
 			break;
 		/* Let a batch gather, unless someone is waiting for it. */
-		deadline_in(&dl, a->opt.batch_ms);
+		clock_deadline_ms(&dl, a->opt.batch_ms);
 		while (!a->stop && !a->flushing &&
 		       pthread_cond_timedwait(&a->work_cv, &a->lock, &dl) == 0)
 			;
@@ -803,7 +792,7 @@ static void *writer_main(void *arg)
 			pthread_cond_broadcast(&a->done_cv);
 			if (a->stop)
 				break;
-			deadline_in(&dl, RETRY_MS);
+			clock_deadline_ms(&dl, RETRY_MS);
 			while (!a->stop &&
 			       pthread_cond_timedwait(&a->work_cv, &a->lock, &dl) == 0)
 				;

@@ -27,6 +27,12 @@ struct catalog;
 /* UTC microseconds since the epoch. */
 int64_t clock_now_us(void);
 
+struct timespec;
+/* *ts = CLOCK_MONOTONIC now + ms: a deadline for a wait on a condition
+ * variable that uses the monotonic clock (pthread_cond_clockwait, or a
+ * cond set up with pthread_condattr_setclock). */
+void clock_deadline_ms(struct timespec *ts, unsigned ms);
+
 #define CLOCK_META_KEY "clock_us"       /* last trusted time, decimal text */
 #define CLOCK_META_JUMP "clock_jump_us" /* optional threshold override, decimal */
 #define CLOCK_BACK_TOLERANCE_US (5LL * 60 * 1000000)  /* set back: beyond 5 min */

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "sys.h"
 
 struct durable {
@@ -80,14 +81,6 @@ static void sync_batch_locked(struct durable *d)
 
 /* --- the thread --------------------------------------------------------------- */
 
-static void deadline_in_ms(struct timespec *t, unsigned ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, t);
-	t->tv_nsec += (long)(ms % 1000) * 1000000L;
-	t->tv_sec += ms / 1000 + t->tv_nsec / 1000000000L;
-	t->tv_nsec %= 1000000000L;
-}
-
 static void *sync_main(void *arg)
 {
 	struct durable *d = arg;
@@ -102,7 +95,7 @@ static void *sync_main(void *arg)
 			break;
 		/* Let a batch gather (tar makes directories in bursts), unless
 		 * the queue fills up first. */
-		deadline_in_ms(&dl, DURABLE_GATHER_MS);
+		clock_deadline_ms(&dl, DURABLE_GATHER_MS);
 		while (!d->stop && d->n < d->cap &&
 		       pthread_cond_timedwait(&d->work, &d->lock, &dl) == 0)
 			;

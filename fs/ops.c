@@ -3782,13 +3782,7 @@ static void unpin_wait(struct ops_fs *fs, ino_t dir_ino)
 	unsigned *n = &fs->unpins[unpin_slot(dir_ino)];
 	struct timespec dl;
 
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	dl.tv_sec += UNPIN_WAIT_MS / 1000;
-	dl.tv_nsec += (long)(UNPIN_WAIT_MS % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	clock_deadline_ms(&dl, UNPIN_WAIT_MS);
 	pthread_mutex_lock(&fs->unpin_lock);
 	while (*n > 0 && pthread_cond_clockwait(&fs->unpin_done, &fs->unpin_lock,
 						CLOCK_MONOTONIC, &dl) == 0)

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -280,6 +281,28 @@ static void test_parse_iso(void **state)
 	assert_int_equal(clock_parse_iso("", &us), -EINVAL);
 }
 
+/* A deadline lies ms ahead on the monotonic clock, normalised. */
+static void test_deadline_ms(void **state)
+{
+	const unsigned cases[] = {0, 1, 999, 1000, 1500, 2999};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct timespec before, dl, after;
+		int64_t b, d, a;
+
+		clock_gettime(CLOCK_MONOTONIC, &before);
+		clock_deadline_ms(&dl, cases[i]);
+		clock_gettime(CLOCK_MONOTONIC, &after);
+		assert_true(dl.tv_nsec >= 0 && dl.tv_nsec < 1000000000L);
+		b = (int64_t)before.tv_sec * 1000000000 + before.tv_nsec;
+		d = (int64_t)dl.tv_sec * 1000000000 + dl.tv_nsec;
+		a = (int64_t)after.tv_sec * 1000000000 + after.tv_nsec;
+		assert_true(d >= b + (int64_t)cases[i] * 1000000);
+		assert_true(d <= a + (int64_t)cases[i] * 1000000);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +314,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_persist_and_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_now, setup, teardown),
 		cmocka_unit_test(test_parse_iso),
+		cmocka_unit_test(test_deadline_ms),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
