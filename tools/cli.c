@@ -444,6 +444,19 @@ void cli_mounts_unescape(char *s)
 	*w = '\0';
 }
 
+void cli_audit_flush(const char *verb, const char *path, const char *what)
+{
+	char reply[CONTROL_MSG_MAX];
+	char *real = realpath(path, NULL);
+
+	if (!real || control_request(real, "audit-flush", reply, sizeof(reply)) < 0)
+		cli_err(verb,
+			"warning: the running daemon did not commit its latest audit "
+			"records; %s may miss the last moments",
+			what);
+	free(real);
+}
+
 bool cli_store_mounted(const char *path)
 {
 	char *line = NULL, *save, *src, *type, *real = realpath(path, NULL);

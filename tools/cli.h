@@ -55,6 +55,13 @@ int cli_open_unlocked(const char *verb, const char *path, bool readonly,
  * with fsname = realpath of the store and type fuse.custodian.) */
 bool cli_store_mounted(const char *path);
 
+/* Asks the daemon serving the store at path to commit its queued audit
+ * records (control verb audit-flush; it commits in batches ~20 ms apart),
+ * so what is read next holds every operation that returned before.  Best
+ * effort: without an answer a one-line warning says `what` may miss the
+ * last moments, and the caller goes on. */
+void cli_audit_flush(const char *verb, const char *path, const char *what);
+
 /* Prints "custodian: VERB: msg" to stderr (printf-style). */
 void cli_err(const char *verb, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -24,7 +24,6 @@
 #include "audit.h"
 #include "cli.h"
 #include "clock.h"
-#include "control.h"
 #include "subjects.h"
 
 #define VERB "audit"
@@ -169,23 +168,6 @@ static int parse_time(const char *s, bool until, int64_t *out)
 
 /* --- opening -------------------------------------------------------------------- */
 
-/* Asks the daemon holding the journal to commit what it has queued (it
- * commits in batches, ~20 ms apart): a query then sees every operation
- * that returned before it.  Best effort: without an answer (an older
- * daemon, a control socket this caller may not use) the query goes on
- * and may miss the last moments. */
-static void flush_daemon(const char *path)
-{
-	char reply[CONTROL_MSG_MAX];
-	char *real = realpath(path, NULL);
-
-	if (real && control_request(real, "audit-flush", reply, sizeof(reply)) < 0)
-		cli_err(VERB,
-			"warning: the running daemon did not commit its latest records; "
-			"the last moments may be missing");
-	free(real);
-}
-
 /* Before reading: replays a journal a crash left behind if no daemon holds
  * it, or has the daemon that holds it commit its queue.  Prints a warning
  * and returns -errno if the replay failed. */
@@ -199,7 +181,7 @@ static int replay_if_needed(const char *path, const struct cli_unlock *how)
 
 	rc = audit_journal_peek(path, &recs, &locked);
 	if (rc == 0 && locked) {
-		flush_daemon(path);
+		cli_audit_flush(VERB, path, "the output");
 		return 0;
 	}
 	if (rc == -ENOENT || (rc == 0 && recs == 0))

@@ -36,7 +36,6 @@
 
 #include "audit.h"
 #include "cli.h"
-#include "control.h"
 #include "format.h"
 #include "linktarget.h"
 #include "names.h"
@@ -1127,16 +1126,8 @@ int cmd_export(int argc, char **argv)
 		goto out;
 	}
 	operator_name(who);
-	if (mounted) {
-		char reply[CONTROL_MSG_MAX];
-
-		/* The daemon batches its records: commit them, so audit.json
-		 * holds what was done up to now. */
-		if (control_request(real, "audit-flush", reply, sizeof(reply)) < 0)
-			cli_err(VERB,
-				"warning: the running daemon did not commit its latest "
-				"audit records; audit.json may miss the last moments");
-	}
+	if (mounted) /* so audit.json holds what was done up to now */
+		cli_audit_flush(VERB, real, "audit.json");
 	err = write_package(&ex, outfd, rootfd, id, info, backing, who);
 	rootfd = -1; /* closed by the walk */
 	if (err == 0 && interrupted)
