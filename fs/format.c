@@ -277,13 +277,8 @@ off_t format_cipher_size(off_t plain_size)
 
 static int cipher_size_of(int fd, off_t *cs)
 {
-	struct stat st;
-
 	*cs = 0;
-	if (sys.fstat(fd, &st) != 0)
-		return -errno;
-	*cs = st.st_size;
-	return 0;
+	return sys.fsize(fd, cs);
 }
 
 static int write_header(struct format_file *f)

@@ -9,12 +9,23 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 static int sys_openat_default(int dirfd, const char *path, int flags, mode_t mode)
 {
 	return openat(dirfd, path, flags, mode);
+}
+
+static int sys_fsize_default(int fd, off_t *size)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_SIZE, &stx) != 0)
+		return -errno;
+	*size = (off_t)stx.stx_size;
+	return 0;
 }
 
 static const struct sys_ops sys_defaults = {
@@ -27,7 +38,7 @@ static const struct sys_ops sys_defaults = {
 	.unlinkat = unlinkat,
 	.renameat = renameat,
 	.mmap = mmap,
-	.fstat = fstat,
+	.fsize = sys_fsize_default,
 };
 
 struct sys_ops sys = {
@@ -40,7 +51,7 @@ struct sys_ops sys = {
 	.unlinkat = unlinkat,
 	.renameat = renameat,
 	.mmap = mmap,
-	.fstat = fstat,
+	.fsize = sys_fsize_default,
 };
 
 void sys_reset(void)
