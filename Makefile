@@ -20,7 +20,7 @@ SANITIZE ?=
 
 # Debian packages the build and the tests need; `make deps` installs the
 # missing ones (nothing is assumed to be installed by hand).
-DEB_BUILD = build-essential pkg-config libfuse3-dev fuse3 libsodium-dev \
+DEB_BUILD = build-essential pkg-config libfuse3-dev fuse3 libsodium-dev libssl-dev \
 	libsqlite3-dev libinih-dev libjson-c-dev
 DEB_TEST  = libcmocka-dev python3-pytest sqlite3 clang libclang-rt-14-dev \
 	attr acl rsync git e2fsprogs util-linux psmisc procps passwd \
@@ -30,7 +30,7 @@ DEB_BENCH = gocryptfs securefs fio hyperfine
 # CFLAGS is the tunable part (optimisation, debug info); `override` keeps
 # the language, warning and dependency flags when a caller sets CFLAGS on
 # the command line (test-asan and fuzz do), which would otherwise drop them.
-PKGS     = fuse3 libsodium sqlite3 inih json-c
+PKGS     = fuse3 libsodium libcrypto sqlite3 inih json-c
 override CPPFLAGS += -D_GNU_SOURCE -DFUSE_USE_VERSION=314 -Ifs -Ipolicy \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS   ?= -O2 -g

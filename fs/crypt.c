@@ -18,6 +18,13 @@
  * one per 4 KiB block.  They are still uniformly random 192-bit values;
  * only their retrieval is batched.  A fork empties every pool (the child
  * must not reuse nonces its parent may also use).
+ *
+ * Bulk blocks (content blocks, CRYPT_BULK_MIN bytes and more) are sealed
+ * and opened with OpenSSL's ChaCha20-Poly1305, the same construction byte
+ * for byte (see "bulk AEAD" below): libsodium 1.0.18 has no AVX-512 code
+ * for ChaCha20 or Poly1305, and a 4 KiB block costs 3.0 us there against
+ * under 1 us in OpenSSL on the servers we measured.  libcrypto is called
+ * from this file only, like libsodium.
  */
 #include "crypt.h"
 
@@ -27,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <limits.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 
 _Static_assert(CRYPT_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES,
@@ -107,11 +116,153 @@ static void nonce_next(uint8_t out[CRYPT_NONCE_BYTES])
 	pool_take(out, CRYPT_NONCE_BYTES);
 }
 
+/* --- bulk AEAD ----------------------------------------------------------------
+ *
+ * XChaCha20-Poly1305 (IETF) is HChaCha20(key, npub[0..16]) as a one-block
+ * subkey, then RFC 8439 ChaCha20-Poly1305 under that subkey with the
+ * nonce 0^4 | npub[16..24] (libsodium's own definition).  The subkey comes
+ * from libsodium's crypto_core_hchacha20; the RFC 8439 part from OpenSSL.
+ * test_crypt checks both directions against libsodium's one-call
+ * functions.  Below CRYPT_BULK_MIN bytes the EVP set-up per call costs
+ * more than the faster cipher saves (0.9 us against 0.5 us for 64 bytes),
+ * so keys and short blocks stay with libsodium.
+ *
+ * Each thread keeps one EVP context.  It holds the last block's subkey
+ * until the next call: that key opens that one block only (every block
+ * has its own random nonce, so its own subkey), whose plaintext was in
+ * the daemon's memory anyway; the context is freed (and cleansed by
+ * OpenSSL) when the thread ends.  If OpenSSL cannot provide the cipher,
+ * everything stays with libsodium. */
+
+#define CRYPT_BULK_MIN 1024
+#define HCHACHA_INPUT_BYTES 16
+#define IETF_NONCE_BYTES 12
+
+static EVP_CIPHER *bulk_cipher;                /* fetched once by crypt_init; NULL: off */
+static pthread_key_t bulk_key;                 /* frees a thread's context at its exit */
+static _Thread_local EVP_CIPHER_CTX *bulk_ctx; /* this thread's context */
+static pthread_once_t bulk_once = PTHREAD_ONCE_INIT;
+static atomic_bool bulk_off; /* tests: libsodium for every length */
+
+static void bulk_ctx_free(void *ctx)
+{
+	EVP_CIPHER_CTX_free(ctx);
+}
+
+static void bulk_init(void)
+{
+	EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+
+	if (!c)
+		return;
+	if (pthread_key_create(&bulk_key, bulk_ctx_free) != 0) {
+		EVP_CIPHER_free(c);
+		return;
+	}
+	bulk_cipher = c;
+}
+
+bool crypt_bulk_active(void)
+{
+	return bulk_cipher && !atomic_load_explicit(&bulk_off, memory_order_relaxed);
+}
+
+void crypt_bulk_set(bool on)
+{
+	atomic_store(&bulk_off, !on);
+}
+
+/* This thread's context, set to the cipher; NULL if there is none (or
+ * the bulk path is off). */
+static EVP_CIPHER_CTX *bulk_ctx_get(void)
+{
+	EVP_CIPHER_CTX *ctx = bulk_ctx;
+
+	if (!crypt_bulk_active())
+		return NULL;
+	if (ctx)
+		return ctx;
+	ctx = EVP_CIPHER_CTX_new();
+	if (!ctx)
+		return NULL;
+	if (EVP_CipherInit_ex2(ctx, bulk_cipher, NULL, NULL, 1, NULL) != 1 ||
+	    pthread_setspecific(bulk_key, ctx) != 0) {
+		EVP_CIPHER_CTX_free(ctx);
+		return NULL;
+	}
+	bulk_ctx = ctx;
+	return ctx;
+}
+
+/* Keys ctx for one block: subkey and IETF nonce from key and npub. */
+static int bulk_key_block(EVP_CIPHER_CTX *ctx, int enc, const uint8_t *npub,
+			  const uint8_t key[CRYPT_KEY_BYTES])
+{
+	uint8_t subkey[CRYPT_KEY_BYTES];
+	uint8_t n2[IETF_NONCE_BYTES] = {0};
+	int ok;
+
+	crypto_core_hchacha20(subkey, npub, key, NULL);
+	memcpy(n2 + 4, npub + HCHACHA_INPUT_BYTES,
+	       CRYPT_NONCE_BYTES - HCHACHA_INPUT_BYTES);
+	ok = EVP_CipherInit_ex2(ctx, NULL, subkey, n2, enc, NULL) == 1;
+	sodium_memzero(subkey, sizeof(subkey));
+	return ok;
+}
+
+/* ct (may equal src) | tag = seal(src); 1 done, 0 not done (use
+ * libsodium). */
+static int bulk_seal(uint8_t *ct, uint8_t tag[CRYPT_TAG_BYTES], const uint8_t *src,
+		     size_t len, const uint8_t *npub, const uint8_t key[CRYPT_KEY_BYTES],
+		     const uint8_t *ad, size_t adlen)
+{
+	EVP_CIPHER_CTX *ctx;
+	int l;
+
+	if (len < CRYPT_BULK_MIN || len > INT_MAX || adlen > INT_MAX)
+		return 0;
+	ctx = bulk_ctx_get();
+	if (!ctx || !bulk_key_block(ctx, 1, npub, key))
+		return 0;
+	return (adlen == 0 || EVP_EncryptUpdate(ctx, NULL, &l, ad, (int)adlen) == 1) &&
+	       EVP_EncryptUpdate(ctx, ct, &l, src, (int)len) == 1 && l == (int)len &&
+	       EVP_EncryptFinal_ex(ctx, ct + len, &l) == 1 &&
+	       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, CRYPT_TAG_BYTES, tag) == 1;
+}
+
+/* plain (may equal ct) = open(ct, tag): 1 authentic, -1 forged or failed
+ * after writing plain (which may then hold unauthenticated bytes: the
+ * caller wipes it), 0 not done and nothing written (use libsodium). */
+static int bulk_open(uint8_t *plain, const uint8_t *ct, size_t len,
+		     const uint8_t tag[CRYPT_TAG_BYTES], const uint8_t *npub,
+		     const uint8_t key[CRYPT_KEY_BYTES], const uint8_t *ad, size_t adlen)
+{
+	uint8_t t[CRYPT_TAG_BYTES];
+	EVP_CIPHER_CTX *ctx;
+	int l;
+
+	if (len < CRYPT_BULK_MIN || len > INT_MAX || adlen > INT_MAX)
+		return 0;
+	ctx = bulk_ctx_get();
+	memcpy(t, tag, sizeof(t)); /* the ctrl takes a non-const pointer */
+	if (!ctx || !bulk_key_block(ctx, 0, npub, key) ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, CRYPT_TAG_BYTES, t) != 1)
+		return 0;
+	if (adlen > 0 && EVP_DecryptUpdate(ctx, NULL, &l, ad, (int)adlen) != 1)
+		return 0;
+	/* From here plain (perhaps the ciphertext itself) is written: any
+	 * failure is final. */
+	if (EVP_DecryptUpdate(ctx, plain, &l, ct, (int)len) != 1 || l != (int)len)
+		return -1;
+	return EVP_DecryptFinal_ex(ctx, plain + len, &l) == 1 ? 1 : -1;
+}
+
 int crypt_init(void)
 {
 	if (sodium_init() < 0)
 		return -EIO;
 	(void)pthread_once(&nonce_once, nonce_init);
+	(void)pthread_once(&bulk_once, bulk_init);
 	return 0;
 }
 
@@ -221,6 +372,8 @@ int crypt_block_seal(uint8_t *out, const uint8_t *plain, size_t len,
 		src = ct;
 	}
 	nonce_next(out);
+	if (bulk_seal(ct, ct + len, src, len, out, key, ad, adlen))
+		return 0;
 	if (crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, src, len, ad, adlen,
 						       NULL, out, key) != 0)
 		return -EINVAL;
@@ -232,31 +385,32 @@ int crypt_block_open(uint8_t *plain, const uint8_t *in, size_t inlen,
 {
 	uint8_t nonce[CRYPT_NONCE_BYTES];
 	const uint8_t *ct = in + CRYPT_NONCE_BYTES;
+	uint8_t *dst = plain;
 	size_t len;
-	int ret = 0;
+	int ret = 0, bulk;
 
 	if (inlen < CRYPT_AEAD_OVERHEAD)
 		return -EINVAL;
 	len = inlen - CRYPT_AEAD_OVERHEAD;
 	memcpy(nonce, in, sizeof(nonce));
-	if (plain != ct && overlaps(plain, len, in, inlen)) {
-		/* Decrypt in place (libsodium allows m == c), then slide the
-		 * result to where the caller wants it. */
-		uint8_t *mct = (uint8_t *)ct;
-
-		if (crypto_aead_xchacha20poly1305_ietf_decrypt(mct, NULL, NULL, ct,
-							       len + CRYPT_TAG_BYTES, ad,
-							       adlen, nonce, key) != 0) {
-			ret = -EIO;
-			goto out;
-		}
-		memmove(plain, mct, len);
+	/* Overlapping buffers: decrypt in place (both libraries allow
+	 * m == c), then slide the result to where the caller wants it. */
+	if (plain != ct && overlaps(plain, len, in, inlen))
+		dst = (uint8_t *)ct;
+	bulk = bulk_open(dst, ct, len, ct + len, nonce, key, ad, adlen);
+	if (bulk < 0) {
+		crypt_wipe(dst, len);
+		ret = -EIO;
 		goto out;
 	}
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, ct,
-						       len + CRYPT_TAG_BYTES, ad, adlen,
-						       nonce, key) != 0)
+	if (bulk == 0 && crypto_aead_xchacha20poly1305_ietf_decrypt(
+				 dst, NULL, NULL, ct, len + CRYPT_TAG_BYTES, ad, adlen,
+				 nonce, key) != 0) {
 		ret = -EIO;
+		goto out;
+	}
+	if (dst != plain)
+		memmove(plain, dst, len);
 out:
 	if (ret < 0)
 		crypt_wipe(plain, len);

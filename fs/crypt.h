@@ -1,11 +1,12 @@
 /*
  * crypt.h — every cryptographic primitive custodian uses.
  *
- * This is the only module that calls libsodium (house rule), so algorithm
- * choices live in one place: XChaCha20-Poly1305 (IETF) for blocks and key
- * wrapping, a synthetic-IV construction for names, BLAKE2b for keyed hashes,
- * crypto_kdf for subkeys, Argon2id for passphrases.  libsodium failures are
- * mapped to -errno here and nowhere else.
+ * This is the only module that calls libsodium (house rule), or OpenSSL's
+ * libcrypto (the fast path for content blocks), so algorithm choices live in
+ * one place: XChaCha20-Poly1305 (IETF) for blocks and key wrapping, a
+ * synthetic-IV construction for names, BLAKE2b for keyed hashes, crypto_kdf
+ * for subkeys, Argon2id for passphrases.  Library failures are mapped to
+ * -errno here and nowhere else.
  *
  * Secure memory (crypt_secure_alloc) is sodium_malloc: guard pages, mlock,
  * MADV_DONTDUMP; crypt_secure_free wipes before freeing.
@@ -13,6 +14,7 @@
 #ifndef CUSTODIAN_CRYPT_H
 #define CUSTODIAN_CRYPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,6 +83,12 @@ void crypt_sha256_final(struct crypt_sha256 *s, uint8_t out[CRYPT_SHA256_BYTES])
 int crypt_block_seal(uint8_t *out, const uint8_t *plain, size_t len,
 		     const uint8_t key[CRYPT_KEY_BYTES], const uint8_t *ad,
 		     size_t adlen) MUST_CHECK;
+
+/* Whether blocks of CRYPT_BULK_MIN bytes and more go through OpenSSL's
+ * ChaCha20-Poly1305 (same construction and bytes; see crypt.c).  Tests
+ * may turn it off and on; nothing else does. */
+bool crypt_bulk_active(void);
+void crypt_bulk_set(bool on);
 
 /* Inverse of crypt_block_seal.  inlen includes the overhead; plain gets
  * inlen - CRYPT_AEAD_OVERHEAD bytes.  -EIO if authentication fails (plain
