@@ -57,7 +57,13 @@ LIB         = $(BUILD)/libcustodian.a
 	test-integration test-asan fuzz fuzz-smoke bench lint install clean \
 	torture
 
-all: $(BUILD)/custodianfs $(BUILD)/custodian $(TOOLT_BINS)
+all: $(BUILD)/custodianfs $(BUILD)/custodian $(TOOLT_BINS) $(BUILD)/engine.ldlibs
+
+# The libraries a program linked with libcustodian.a needs, for the test
+# helpers the integration suite compiles (one list: PKGS above).
+$(BUILD)/engine.ldlibs: Makefile
+	@mkdir -p $(@D)
+	@echo '$(LDLIBS)' >$@
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -113,7 +119,7 @@ check: test
 test-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-test-integration: $(BUILD)/custodianfs $(BUILD)/custodian
+test-integration: $(BUILD)/custodianfs $(BUILD)/custodian $(BUILD)/engine.ldlibs
 	CUSTODIAN_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider \
 		tests/integration $(PYTEST_ARGS)
 

@@ -46,6 +46,22 @@ SANITIZER_MARKERS = (
 )
 
 
+def engine_program(src, out, *flags):
+    """Compiles the C program src against build/libcustodian.a into out (with
+    the sanitizers when the build under test has them); skips the test if the
+    library is not built.  The link libraries are the Makefile's own list
+    (build/engine.ldlibs)."""
+    lib = BUILD / "libcustodian.a"
+    ldlibs = BUILD / "engine.ldlibs"
+    if not lib.exists() or not ldlibs.exists():
+        pytest.skip("libcustodian.a not built (make all)")
+    san = (["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+           if _is_sanitized() else [])
+    run(["cc", "-O1", "-g", "-std=c11", "-D_GNU_SOURCE", f"-I{REPO}/fs", f"-I{REPO}/policy",
+         "-pthread", *flags, *san, "-o", out, src, lib, *ldlibs.read_text().split()])
+    return out
+
+
 def _is_sanitized():
     try:
         with open(CUSTODIANFS, "rb") as f:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,17 +25,8 @@ N = 60
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory):
     helpers.require_binaries()
-    lib = helpers.BUILD / "libcustodian.a"
-    if not lib.exists():
-        pytest.skip("libcustodian.a not built")
     out = tmp_path_factory.mktemp("bench") / "bench_audit"
-    libs = subprocess.run(["pkg-config", "--libs", "fuse3", "libsodium", "sqlite3", "inih",
-                           "json-c"], capture_output=True, text=True, check=True).stdout.split()
-    repo = helpers.REPO
-    san = ["-fsanitize=address,undefined"] if helpers._is_sanitized() else []
-    helpers.run(["cc", "-O1", "-std=c11", "-D_GNU_SOURCE", f"-I{repo}/fs", f"-I{repo}/policy",
-                 "-pthread", *san, "-o", out, repo / "tests/bench/bench_audit.c", lib, *libs])
-    return out
+    return helpers.engine_program(helpers.REPO / "tests/bench/bench_audit.c", out)
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 
 import pytest
@@ -250,22 +249,10 @@ LINKS = {"latest": "calls/2026/call-1.wav"}
 @pytest.fixture(scope="session")
 def mksubject(tmp_path_factory):
     helpers.require_binaries()
-    lib = helpers.BUILD / "libcustodian.a"
-    if not lib.exists():
-        pytest.skip("libcustodian.a not built")
     d = tmp_path_factory.mktemp("mksubject")
     src = d / "mksubject.c"
     src.write_text(MKSUBJECT_C)
-    out = d / "mksubject"
-    libs = subprocess.run(["pkg-config", "--libs", "fuse3", "libsodium", "sqlite3", "inih",
-                           "json-c"], capture_output=True, text=True, check=True).stdout.split()
-    repo = helpers.REPO
-    san = (["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
-           if helpers._is_sanitized() else [])
-    helpers.run(["cc", "-O1", "-g", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Werror",
-                 f"-I{repo}/fs", f"-I{repo}/policy", "-pthread", *san, "-o", out, src, lib,
-                 *libs])
-    return out
+    return helpers.engine_program(src, d / "mksubject", "-Wall", "-Werror")
 
 
 def make_subject(mk, st, sid, parent="/customers", files=None, dirs=None, links=None,

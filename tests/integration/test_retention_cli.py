@@ -11,7 +11,6 @@ Daemon enforcement (EPERM on unlink etc.) comes with the daemon integration.
 
 import json
 import os
-import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -26,18 +25,8 @@ YEAR = timedelta(days=365.25)
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory):
     helpers.require_binaries()
-    lib = helpers.BUILD / "libcustodian.a"
-    if not lib.exists():
-        pytest.skip("libcustodian.a not built")
     out = tmp_path_factory.mktemp("retfix") / "retention_fixture"
-    libs = subprocess.run(["pkg-config", "--libs", "fuse3", "libsodium", "sqlite3", "inih",
-                           "json-c"], capture_output=True, text=True, check=True).stdout.split()
-    repo = helpers.REPO
-    san = ["-fsanitize=address,undefined"] if helpers._is_sanitized() else []
-    helpers.run(["cc", "-O1", "-std=c11", "-D_GNU_SOURCE", f"-I{repo}/fs", f"-I{repo}/policy",
-                 "-pthread", *san, "-o", out, repo / "tests/integration/retention_fixture.c",
-                 lib, *libs])
-    return out
+    return helpers.engine_program(helpers.REPO / "tests/integration/retention_fixture.c", out)
 
 
 @pytest.fixture
