@@ -210,8 +210,8 @@ static int bulk_key_block(EVP_CIPHER_CTX *ctx, int enc, const uint8_t *npub,
 	return ok;
 }
 
-/* ct (may equal src) | tag = seal(src); 1 done, 0 not done (use
- * libsodium). */
+/* ct (may equal src) | tag = seal(src): 1 done, 0 not done and nothing
+ * written (use libsodium), -1 failed after writing ct (src may be gone). */
 static int bulk_seal(uint8_t *ct, uint8_t tag[CRYPT_TAG_BYTES], const uint8_t *src,
 		     size_t len, const uint8_t *npub, const uint8_t key[CRYPT_KEY_BYTES],
 		     const uint8_t *ad, size_t adlen)
@@ -222,12 +222,14 @@ static int bulk_seal(uint8_t *ct, uint8_t tag[CRYPT_TAG_BYTES], const uint8_t *s
 	if (len < CRYPT_BULK_MIN || len > INT_MAX || adlen > INT_MAX)
 		return 0;
 	ctx = bulk_ctx_get();
-	if (!ctx || !bulk_key_block(ctx, 1, npub, key))
+	if (!ctx || !bulk_key_block(ctx, 1, npub, key) ||
+	    (adlen > 0 && EVP_EncryptUpdate(ctx, NULL, &l, ad, (int)adlen) != 1))
 		return 0;
-	return (adlen == 0 || EVP_EncryptUpdate(ctx, NULL, &l, ad, (int)adlen) == 1) &&
-	       EVP_EncryptUpdate(ctx, ct, &l, src, (int)len) == 1 && l == (int)len &&
-	       EVP_EncryptFinal_ex(ctx, ct + len, &l) == 1 &&
-	       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, CRYPT_TAG_BYTES, tag) == 1;
+	if (EVP_EncryptUpdate(ctx, ct, &l, src, (int)len) != 1 || l != (int)len ||
+	    EVP_EncryptFinal_ex(ctx, ct + len, &l) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, CRYPT_TAG_BYTES, tag) != 1)
+		return -1;
+	return 1;
 }
 
 /* plain (may equal ct) = open(ct, tag): 1 authentic, -1 forged or failed
@@ -364,16 +366,18 @@ int crypt_block_seal(uint8_t *out, const uint8_t *plain, size_t len,
 {
 	uint8_t *ct = out + CRYPT_NONCE_BYTES;
 	const uint8_t *src = plain;
+	int bulk;
 
 	/* Move overlapping plaintext to where the ciphertext goes first, so
-	 * the nonce cannot clobber it and libsodium encrypts in place. */
+	 * the nonce cannot clobber it and either library encrypts in place. */
 	if (src != ct && overlaps(src, len, out, len + CRYPT_AEAD_OVERHEAD)) {
 		memmove(ct, src, len);
 		src = ct;
 	}
 	nonce_next(out);
-	if (bulk_seal(ct, ct + len, src, len, out, key, ad, adlen))
-		return 0;
+	bulk = bulk_seal(ct, ct + len, src, len, out, key, ad, adlen);
+	if (bulk != 0)
+		return bulk > 0 ? 0 : -EIO;
 	if (crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, src, len, ad, adlen,
 						       NULL, out, key) != 0)
 		return -EINVAL;
