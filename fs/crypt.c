@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 
@@ -151,8 +152,13 @@ static void bulk_ctx_free(void *ctx)
 
 static void bulk_init(void)
 {
-	EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
+	EVP_CIPHER *c;
 
+	/* No openssl.cnf: a site's OpenSSL configuration is not ours to
+	 * load, and without it the default provider serves the fetch. */
+	if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) != 1)
+		return;
+	c = EVP_CIPHER_fetch(NULL, "ChaCha20-Poly1305", NULL);
 	if (!c)
 		return;
 	if (pthread_key_create(&bulk_key, bulk_ctx_free) != 0) {
