@@ -27,7 +27,7 @@ struct sys_ops {
 	 * asking for the times marks a file's ctime as seen, and since
 	 * Linux 6.13 (multigrain timestamps) the next pwrite must then
 	 * stamp a fresh fine-grained time and dirty the inode: one more
-	 * journal update per WRITE request.  statx(STATX_SIZE) asks for
+	 * inode update per WRITE request.  statx(STATX_SIZE) asks for
 	 * the length alone and leaves the times coarse. */
 	int (*fsize)(int fd, off_t *size);
 };
