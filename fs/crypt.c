@@ -139,8 +139,8 @@ static void nonce_next(uint8_t out[CRYPT_NONCE_BYTES])
 #define HCHACHA_INPUT_BYTES 16
 #define IETF_NONCE_BYTES 12
 
-static EVP_CIPHER *bulk_cipher;                /* fetched once by crypt_init; NULL: off */
-static pthread_key_t bulk_key;                 /* frees a thread's context at its exit */
+static EVP_CIPHER *bulk_cipher; /* fetched once, at the first block; NULL: off */
+static pthread_key_t bulk_key;  /* frees a thread's context at its exit */
 static _Thread_local EVP_CIPHER_CTX *bulk_ctx; /* this thread's context */
 static pthread_once_t bulk_once = PTHREAD_ONCE_INIT;
 static atomic_bool bulk_off; /* tests: libsodium for every length */
@@ -170,6 +170,9 @@ static void bulk_init(void)
 
 bool crypt_bulk_active(void)
 {
+	/* Set up at the first block, not in crypt_init: admin verbs that
+	 * never touch content skip OpenSSL's start-up (about 1 ms). */
+	(void)pthread_once(&bulk_once, bulk_init);
 	return bulk_cipher && !atomic_load_explicit(&bulk_off, memory_order_relaxed);
 }
 
@@ -270,7 +273,6 @@ int crypt_init(void)
 	if (sodium_init() < 0)
 		return -EIO;
 	(void)pthread_once(&nonce_once, nonce_init);
-	(void)pthread_once(&bulk_once, bulk_init);
 	return 0;
 }
 
