@@ -91,33 +91,53 @@ static void test_block_wrong_key_ad_and_short(void **state)
 	assert_memory_equal(back, plain, sizeof(plain));
 }
 
-/* Every single-bit flip of nonce, ciphertext, tag and AD is refused. */
-static void test_block_bitflips(void **state)
+/* Seals n bytes and checks that single-bit flips of nonce, ciphertext
+ * and tag (every bit of nonce and tag, every stride-th bit between) and of
+ * the AD, a wrong key and a cut are all refused with the output zeroed.
+ * plain and back hold n bytes, ct n + CRYPT_AEAD_OVERHEAD. */
+static void check_forgeries(uint8_t *plain, uint8_t *back, uint8_t *ct, size_t n,
+			    size_t stride)
 {
-	uint8_t plain[64], back[64], ct[64 + CRYPT_AEAD_OVERHEAD];
+	static const uint8_t zero[CRYPT_BLOCK_PLAIN];
+	size_t len = n + CRYPT_AEAD_OVERHEAD, bits = len * 8;
 	uint8_t ad[24];
 
-	(void)state;
-	crypt_random(plain, sizeof(plain));
+	assert_true(n <= sizeof(zero));
+	crypt_random(plain, n);
 	crypt_random(ad, sizeof(ad));
-	assert_int_equal(crypt_block_seal(ct, plain, sizeof(plain), key, ad, sizeof(ad)),
-			 0);
-	for (size_t bit = 0; bit < sizeof(ct) * 8; bit++) {
+	assert_int_equal(crypt_block_seal(ct, plain, n, key, ad, sizeof(ad)), 0);
+	for (size_t bit = 0; bit < bits; bit++) {
+		bool edge =
+			bit < CRYPT_NONCE_BYTES * 8 || bit >= bits - CRYPT_TAG_BYTES * 8;
+
+		if (!edge && bit % stride != 0)
+			continue;
 		ct[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		assert_int_equal(
-			crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)),
-			-EIO);
+		memset(back, 0xaa, n);
+		assert_int_equal(crypt_block_open(back, ct, len, key, ad, sizeof(ad)),
+				 -EIO);
+		assert_memory_equal(back, zero, n);
 		ct[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 	}
 	for (size_t bit = 0; bit < sizeof(ad) * 8; bit++) {
 		ad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		assert_int_equal(
-			crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)),
-			-EIO);
+		assert_int_equal(crypt_block_open(back, ct, len, key, ad, sizeof(ad)),
+				 -EIO);
 		ad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
 	}
-	assert_int_equal(crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)), 0);
-	assert_memory_equal(back, plain, sizeof(plain));
+	assert_int_equal(crypt_block_open(back, ct, len, key2, ad, sizeof(ad)), -EIO);
+	assert_int_equal(crypt_block_open(back, ct, len - 1, key, ad, sizeof(ad)), -EIO);
+	assert_int_equal(crypt_block_open(back, ct, len, key, ad, sizeof(ad)), 0);
+	assert_memory_equal(back, plain, n);
+}
+
+/* A short block (libsodium): every single bit. */
+static void test_block_bitflips(void **state)
+{
+	uint8_t plain[64], back[64], ct[64 + CRYPT_AEAD_OVERHEAD];
+
+	(void)state;
+	check_forgeries(plain, back, ct, sizeof(plain), 1);
 }
 
 /* Sealing and opening n bytes in place (or with overlapping buffers)
@@ -207,48 +227,15 @@ static void test_block_matches_reference(void **state)
 	crypt_bulk_set(true);
 }
 
-/* A whole content block: flips in nonce, ciphertext (every 61st bit),
- * tag and AD, a wrong key and a cut all fail, and the output is zeroed. */
+/* A whole content block (the bulk path): every bit of nonce and tag,
+ * every 61st bit of the ciphertext. */
 static void test_block_bulk_forgeries(void **state)
 {
 	static uint8_t plain[CRYPT_BLOCK_PLAIN], back[CRYPT_BLOCK_PLAIN];
 	static uint8_t ct[CRYPT_BLOCK_CIPHER];
-	uint8_t ad[24];
-	size_t bits = sizeof(ct) * 8;
 
 	(void)state;
-	crypt_random(plain, sizeof(plain));
-	crypt_random(ad, sizeof(ad));
-	assert_int_equal(crypt_block_seal(ct, plain, sizeof(plain), key, ad, sizeof(ad)),
-			 0);
-	for (size_t bit = 0; bit < bits; bit++) {
-		bool edge =
-			bit < CRYPT_NONCE_BYTES * 8 || bit >= bits - CRYPT_TAG_BYTES * 8;
-
-		if (!edge && bit % 61 != 0)
-			continue;
-		ct[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		memset(back, 0xaa, sizeof(back));
-		assert_int_equal(
-			crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)),
-			-EIO);
-		for (size_t i = 0; i < sizeof(back); i += 512)
-			assert_int_equal(back[i], 0);
-		ct[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-	}
-	for (size_t bit = 0; bit < sizeof(ad) * 8; bit++) {
-		ad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-		assert_int_equal(
-			crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)),
-			-EIO);
-		ad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-	}
-	assert_int_equal(crypt_block_open(back, ct, sizeof(ct), key2, ad, sizeof(ad)),
-			 -EIO);
-	assert_int_equal(crypt_block_open(back, ct, sizeof(ct) - 1, key, ad, sizeof(ad)),
-			 -EIO);
-	assert_int_equal(crypt_block_open(back, ct, sizeof(ct), key, ad, sizeof(ad)), 0);
-	assert_memory_equal(back, plain, sizeof(plain));
+	check_forgeries(plain, back, ct, sizeof(plain), 61);
 }
 
 static void *bulk_thread(void *arg)
