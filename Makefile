@@ -39,7 +39,7 @@ override CFLAGS += -std=c11 -Wall -Wextra -Wshadow -Wformat=2 -Werror -pthread \
 override LDFLAGS += -pthread $(SANITIZE)
 override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-DAEMON_SRCS = fs/ops.c fs/custodianfs.c
+DAEMON_SRCS = fs/ops.c fs/chan.c fs/custodianfs.c
 ENGINE_SRCS = $(filter-out $(DAEMON_SRCS),$(wildcard fs/*.c)) $(wildcard policy/*.c)
 TOOL_SRCS   = $(wildcard tools/*.c)
 UNIT_SRCS   = $(wildcard tests/unit/test_*.c)

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "chan.h"
 #include "control.h"
 #include "crypt.h"
 #include "ops.h"
@@ -1181,6 +1182,14 @@ int main(int argc, char *argv[])
 	}
 
 	mounted = true;
+	/* Without it the kernel clears setuid bits itself, at the price of
+	 * a GETATTR per chown: worth a warning, not a refusal. */
+	ret = chan_attach(se, &fs.killpriv);
+	if (ret < 0)
+		fprintf(stderr,
+			"custodianfs: %s: own /dev/fuse I/O unavailable (%s); "
+			"the kernel clears setuid bits\n",
+			o.store, strerror(-ret));
 	snprintf(detail, sizeof(detail), "%s allow_other=%s audit_sync=%s policy=%s",
 		 o.readonly ? "ro" : "rw",
 		 geteuid() == 0 && !o.no_allow_other ? "yes" : "no",

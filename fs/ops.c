@@ -2939,10 +2939,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Every byte passes through the cipher: splice buys nothing. */
 	conn->want &=
 		~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
-	/* We do not clear setuid bits on write ourselves: let the kernel.
-	 * (libfuse 3.14 does not pass FUSE_HANDLE_KILLPRIV on to the kernel
-	 * anyway.)  The kernel does it with a chmod sent as the writer,
-	 * which perm_setattr allows. */
+	/* libfuse 3.14 never passes FUSE_HANDLE_KILLPRIV on to the kernel,
+	 * whatever `want` says: chan.c adds it to the reply (then
+	 * setattr_kill clears the bits; without it the kernel does, with a
+	 * chmod sent as the writer, which perm_setattr allows). */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 	if (fs->cfg.writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
@@ -4416,6 +4416,40 @@ static int setattr_effective(const struct stat *cur, const struct stat *attr, in
 	(FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID |                    \
 	 FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)
 
+/*
+ * Killing privileges.  Under FUSE_HANDLE_KILLPRIV (chan.h) the kernel no
+ * longer clears setuid/setgid with a chmod of its own: a chown or a
+ * truncate arrives without one, and before a write by a caller without
+ * CAP_FSETID (the kernel's file_remove_privs) a setattr that sets nothing
+ * arrives instead.  The bits Linux would clear are added here as a mode
+ * change, after the permission checks (locally the kernel forces it:
+ * ATTR_FORCE), so it is made and recorded like any chmod.  Returns the
+ * new valid; st is the current state.
+ */
+static int setattr_kill(fuse_req_t req, const struct stat *st, struct stat *attr,
+			int valid)
+{
+	mode_t base = (valid & FUSE_SET_ATTR_MODE) ? attr->st_mode : st->st_mode;
+	struct perm_obj o = {st->st_mode, st->st_uid, st->st_gid};
+	struct perm_req p;
+	mode_t kill = 0;
+
+	if (!(st->st_mode & PERM_KILLPRIV_MASK))
+		return valid; /* the common case: nothing to clear */
+	perm_begin(req, &p);
+	if (!(valid & SETATTR_CHANGES))
+		kill |= perm_kill_write(st->st_mode);
+	if (valid & FUSE_SET_ATTR_SIZE)
+		kill |= perm_kill_truncate(&p.c, st->st_mode);
+	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		kill |= perm_kill_chown(&p.c, &o);
+	kill &= base;
+	if (!kill)
+		return valid;
+	attr->st_mode = (st->st_mode & S_IFMT) | (base & 07777 & ~kill);
+	return valid | FUSE_SET_ATTR_MODE;
+}
+
 static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int valid,
 		       struct fuse_file_info *fi)
 {
@@ -4474,6 +4508,8 @@ static void do_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		denied = true; /* recorded */
 		goto out;
 	}
+	if (atomic_load_explicit(&fs->killpriv, memory_order_relaxed))
+		valid = setattr_kill(req, &st, attr, valid);
 	/* Only what changes is made and recorded: tar's chown of a file it
 	 * has just created as that owner costs no record. */
 	valid = setattr_effective(&st, attr, valid);
@@ -4763,6 +4799,28 @@ static void ret_open(fuse_req_t req, struct ops_node *n, struct ops_handle *h, i
 		   (have && ((hdr.flags & FORMAT_FLAG_WORM) || hdr.keep_until_us));
 }
 
+/* An open with O_TRUNC truncates as a truncate does, and clears what a
+ * truncate by the caller clears (the kernel sends no setattr for it: the
+ * open truncated already).  st is the file's state, updated.  1 if bits
+ * were cleared (the kernel's cached mode is then stale), 0, or -errno. */
+static int open_trunc_kill(fuse_req_t req, struct ops_node *n, int fd, struct stat *st)
+{
+	struct perm_req p;
+	mode_t kill;
+
+	if (!(st->st_mode & PERM_KILLPRIV_MASK))
+		return 0;
+	perm_begin(req, &p);
+	kill = perm_kill_truncate(&p.c, st->st_mode);
+	if (!kill)
+		return 0;
+	if (fchmod(fd, st->st_mode & 07777 & ~kill) != 0)
+		return -errno;
+	st->st_mode &= ~kill;
+	node_perm_set(ops_fs(req), n, st);
+	return 1;
+}
+
 static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ops_fs *fs = ops_fs(req);
@@ -4776,7 +4834,7 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uint64_t seq = 0;
 	struct pol_req pr;
 	struct stat st;
-	bool damaged;
+	bool damaged, killed = false;
 	int fd = -1, ret;
 
 	/* Write first: a refused open must not use up the read rate. */
@@ -4840,6 +4898,10 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (fi->flags & O_TRUNC) {
 		ret = node_truncate(n, fd, 0);
+		if (ret == 0)
+			ret = open_trunc_kill(req, n, fd, &st);
+		killed = ret > 0;
+		ret = ret > 0 ? 0 : ret;
 	} else {
 		pthread_rwlock_wrlock(&n->lock);
 		ret = node_load_header(n, fd);
@@ -4874,6 +4936,9 @@ static void do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* Interrupted: no release will come for this handle. */
 		handle_free(fs, h);
 	}
+	/* After the reply: the kernel finishes the open first. */
+	if (killed && fs->se)
+		(void)fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 	return;
 out:
 	if (record && !recorded)

@@ -206,6 +206,10 @@ struct ops_fs {
 					 (never in the daemon, which refuses to
 					 mount without it) */
 	atomic_bool init_done;        /* after_init has run (or is running) */
+	atomic_bool killpriv;         /* the kernel leaves setuid/setgid to us
+					 (FUSE_HANDLE_KILLPRIV, chan.h): set
+					 once, before the first request that
+					 relies on it */
 	struct durable *durable;      /* new directories' IV files, synced soon
 					 and before any fsync returns */
 	int reserve_fd;               /* STORE/audit.reserve: disk space held

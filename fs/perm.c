@@ -104,3 +104,37 @@ int perm_utimes(const struct perm_caller *c, const struct perm_obj *o, bool both
 		return -EPERM;
 	return perm_check(c, o, PERM_WRITE);
 }
+
+/* ---- killing privileges ------------------------------------------------- */
+
+mode_t perm_kill_write(mode_t mode)
+{
+	mode_t kill = 0;
+
+	if (S_ISDIR(mode))
+		return 0;
+	if (mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		kill |= S_ISGID;
+	return kill;
+}
+
+mode_t perm_kill_truncate(const struct perm_caller *c, mode_t mode)
+{
+	return perm_root(c) ? 0 : perm_kill_write(mode);
+}
+
+mode_t perm_kill_chown(const struct perm_caller *c, const struct perm_obj *o)
+{
+	mode_t kill = 0;
+
+	if (S_ISDIR(o->mode))
+		return 0;
+	if (o->mode & S_ISUID)
+		kill |= S_ISUID;
+	if ((o->mode & S_ISGID) &&
+	    ((o->mode & S_IXGRP) || (!perm_root(c) && !perm_in_group(c, o->gid))))
+		kill |= S_ISGID;
+	return kill;
+}

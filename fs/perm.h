@@ -9,7 +9,8 @@
  * generic_permission(), may_delete() and setattr_prepare() make, on the
  * backing object's mode and owner (no ACLs: the store has no xattrs),
  * for a caller given by fsuid, fsgid and its groups.  A caller with uid 0
- * is treated as holding CAP_DAC_OVERRIDE, CAP_FOWNER and CAP_CHOWN.
+ * is treated as holding CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_CHOWN and
+ * CAP_FSETID.
  *
  * Pure C, no I/O: the caller's supplementary groups are fetched through a
  * callback only when a decision depends on them (the caller is neither
@@ -31,8 +32,9 @@
 #define PERM_WRITE 2
 #define PERM_READ 4
 
-/* The mode bits the kernel clears before a write or truncate by an
- * unprivileged caller (with a chmod it sends as that caller). */
+/* The mode bits a write, truncate or chown may clear ("kill privileges"):
+ * without FUSE_HANDLE_KILLPRIV the kernel clears them with a chmod it
+ * sends as the caller; with it, the daemon clears them (perm_kill_*). */
 #define PERM_KILLPRIV_MASK ((mode_t)(S_ISUID | S_ISGID))
 
 /* What a decision looks at of a file or directory. */
@@ -89,5 +91,22 @@ int perm_chown(const struct perm_caller *c, const struct perm_obj *o, uid_t uid,
  * to "now" (both_now) also write permission (-EACCES). */
 int perm_utimes(const struct perm_caller *c, const struct perm_obj *o,
 		bool both_now) MUST_CHECK;
+
+/*
+ * The bits to clear from a file of mode `mode`, as Linux does locally
+ * (should_remove_suid, setattr_should_drop_sgid); 0 for directories.
+ * - perm_kill_write: a write by a caller without CAP_FSETID (the kernel
+ *   decides that and says so; see ops.c, "Killing privileges"): setuid,
+ *   and setgid when group-executable (without group execute it marks
+ *   mandatory locking, which a write keeps).
+ * - perm_kill_truncate: a truncate by the caller: as a write, unless the
+ *   caller is root (counted as holding CAP_FSETID).
+ * - perm_kill_chown: a chown or chgrp, by anyone, root included: setuid
+ *   always; setgid when group-executable, or when the caller is neither
+ *   root nor in the file's group o->gid (its group before the change).
+ */
+mode_t perm_kill_write(mode_t mode);
+mode_t perm_kill_truncate(const struct perm_caller *c, mode_t mode);
+mode_t perm_kill_chown(const struct perm_caller *c, const struct perm_obj *o);
 
 #endif

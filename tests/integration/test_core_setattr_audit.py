@@ -10,6 +10,11 @@ while a file is open stops that handle's next overwrite.
   the setuid bit), so it is made and recorded.
 - Closing a file sends no FLUSH (the daemon buffers nothing; locks are the
   kernel's), checked with the daemon's -d request log.
+- A chown sends no GETATTR: the INIT reply carries FUSE_HANDLE_KILLPRIV
+  (fs/chan.h), so the daemon, not the kernel, clears setuid/setgid.  It
+  clears them as Linux does: on a write, as the kernel's capability check
+  decides (root without CAP_FSETID loses them, a user with it keeps them);
+  on a truncate or an O_TRUNC open by anyone but root; on any chown.
 """
 
 import errno
@@ -56,7 +61,7 @@ def test_setattr_records_only_changes(store, mount_factory):
     m.stop()
     got = setattr_details(store)
     got = got[got.index("mode=0640"):]  # before: the fixture's chmod of the root
-    # the last: the kernel sends the cleared mode along with the chown
+    # the last: the daemon clears setuid along with the chown, one record
     assert got == ["mode=0640", "mode=0600", "uid=1234",
                    "atime=1700000000 mtime=1700000000", "mode=4755",
                    "mode=0755 uid=1234 gid=%d" % st0.st_gid], got
@@ -157,3 +162,90 @@ def test_setuid_bits_cleared_as_linux_does(store, mount_factory, users):
     os.chown(f, 0, 0)                      # same owner: still clears setuid
     assert mode() == 0o755
     assert f.read_bytes() == b"R"
+
+
+_TAR_LIKE = r"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, b"data")
+os.fchmod(fd, int(sys.argv[2], 8))
+os.utime(fd, (1600000000, 1600000000))
+os.fchown(fd, 0, 0)
+os.fchmod(fd, 0o644 if sys.argv[2] == "644" else int(sys.argv[2], 8))
+os.close(fd)
+"""
+
+
+def test_chown_sends_no_getattr(store, mount_factory):
+    """tar's sequence (create, write, utimens, fchown, fchmod) without the
+    kernel's GETATTR before the chown, for a plain and a setuid file."""
+    m = mount_factory(store, options=("-o", "allow_other", "-d"))
+    d = m.mnt / "t"
+    d.mkdir()
+    pids = []   # the request log names each request's pid
+    for name, mode in (("plain", "644"), ("suid", "4755")):
+        child = subprocess.Popen([helpers.PYTHON, "-c", _TAR_LIKE, str(d / name), mode])
+        assert child.wait(timeout=60) == 0
+        pids.append(child.pid)
+    assert os.stat(d / "plain").st_mode & 0o7777 == 0o644
+    # the chown cleared setuid (the daemon did) and the fchmod after it
+    # set it again
+    assert os.stat(d / "suid").st_mode & 0o7777 == 0o4755
+    m.stop()
+    mine = [ln for ln in m.stderr().splitlines()
+            if any(ln.endswith(f"pid: {pid}") for pid in pids)]
+    ops = [ln.split("opcode: ")[1].split(" ")[0] for ln in mine if "opcode: " in ln]
+    assert ops.count("CREATE") == 2 and ops.count("SETATTR") >= 6, ops
+    assert "GETATTR" not in ops, ops
+
+
+_WRITE = "import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND); " \
+         "os.write(fd, b'w'); os.close(fd)"
+_TRUNC = "import os, sys; os.truncate(sys.argv[1], 1)"
+_OTRUNC = "import os, sys; os.close(os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC))"
+
+
+def test_setuid_cleared_as_the_kernel_decides(store, mount_factory, users):
+    """Writes follow the kernel's CAP_FSETID check, not the uid; truncates
+    and O_TRUNC opens clear for every caller but root."""
+    m = mount_factory(store)
+    d = m.mnt / "k"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    f = d / "f"
+    f.write_bytes(b"abc")
+    mode = lambda: os.stat(f).st_mode & 0o7777  # noqa: E731
+
+    def as_root_without_fsetid(code):
+        r = helpers.run(["setpriv", "--bounding-set", "-fsetid", "--inh-caps", "-fsetid",
+                         helpers.PYTHON, "-c", code, str(f)], check=False)
+        assert r.returncode == 0, r.err
+
+    def as_alice(code, fsetid=False):
+        uid, gid, groups = helpers.user_ids("cust_alice")
+        caps = ["--inh-caps", "+fsetid", "--ambient-caps", "+fsetid"] if fsetid else []
+        r = helpers.run(["setpriv", f"--reuid={uid}", f"--regid={gid}",
+                         "--groups=" + ",".join(str(g) for g in groups or [gid]),
+                         *caps, helpers.PYTHON, "-c", code, str(f)], check=False)
+        assert r.returncode == 0, r.err
+
+    os.chmod(f, 0o6777)
+    as_root_without_fsetid(_WRITE)          # root, but no CAP_FSETID: cleared
+    assert mode() == 0o777
+    os.chmod(f, 0o6777)
+    as_alice(_WRITE, fsetid=True)           # a user holding CAP_FSETID: kept
+    assert mode() == 0o6777
+    as_alice(_WRITE)                        # without it: cleared
+    assert mode() == 0o777
+    for code in (_TRUNC, _OTRUNC):
+        os.chmod(f, 0o6777)
+        as_alice(code)                      # setuid, and setgid with group x
+        assert mode() == 0o777, code
+        os.chmod(f, 0o6767)
+        as_alice(code)                      # setgid without group x stays
+        assert mode() == 0o2767, code
+        os.chmod(f, 0o6777)
+        helpers.run([helpers.PYTHON, "-c", code, str(f)])   # root: kept
+        assert mode() == 0o6777, code
+    assert f.read_bytes() == b""
+

@@ -8,7 +8,8 @@
  * the groups callback (not called for root, the owner, equal group and
  * other bits, or the caller's primary group); the sticky bit; chmod (owner
  * or root, setgid dropped outside the file's group); chown and chgrp;
- * and setting times (explicit: owner or root; "now": also any writer).
+ * setting times (explicit: owner or root; "now": also any writer); and
+ * the setuid/setgid bits a write, truncate or chown clears.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -439,6 +440,47 @@ static void test_utimes(void **state)
 	assert_int_equal(perm_utimes(&member, &o, true), -EACCES);
 }
 
+static void test_kill(void **state)
+{
+	struct fake f = {.ret = 2, .gids = {50, 60}};
+	struct perm_caller root = caller(0, 0, &f);
+	struct perm_caller owner = caller(1000, 50, &f);
+	struct perm_caller outsider = caller(1000, 70, NULL); /* owner, not in 100 */
+
+	(void)state;
+	/* a write: setuid always, setgid only with group execute */
+	assert_int_equal(perm_kill_write(S_IFREG | 06755), S_ISUID | S_ISGID);
+	assert_int_equal(perm_kill_write(S_IFREG | 04700), S_ISUID);
+	assert_int_equal(perm_kill_write(S_IFREG | 02745), 0); /* locking mark */
+	assert_int_equal(perm_kill_write(S_IFREG | 02775), S_ISGID);
+	assert_int_equal(perm_kill_write(S_IFREG | 00777), 0);
+	assert_int_equal(perm_kill_write(S_IFDIR | 06775), 0);
+	/* a truncate: the same, except by root */
+	assert_int_equal(perm_kill_truncate(&owner, S_IFREG | 06755), S_ISUID | S_ISGID);
+	assert_int_equal(perm_kill_truncate(&owner, S_IFREG | 02745), 0);
+	assert_int_equal(perm_kill_truncate(&root, S_IFREG | 06755), 0);
+	assert_int_equal(perm_kill_truncate(&owner, S_IFDIR | 04755), 0);
+	assert_int_equal(f.calls, 0);
+	/* a chown: setuid even by root; setgid with group execute, or when
+	 * the caller is not in the file's group */
+	struct perm_obj o = obj(S_IFREG | 06755, 1000, 100);
+
+	assert_int_equal(perm_kill_chown(&root, &o), S_ISUID | S_ISGID);
+	assert_int_equal(perm_kill_chown(&owner, &o), S_ISUID | S_ISGID);
+	o = obj(S_IFREG | 02745, 1000, 100);
+	assert_int_equal(perm_kill_chown(&root, &o), 0);
+	assert_int_equal(perm_kill_chown(&outsider, &o), S_ISGID);
+	o = obj(S_IFREG | 02745, 1000, 60); /* a supplementary group of owner */
+	assert_int_equal(perm_kill_chown(&owner, &o), 0);
+	assert_int_equal(f.calls, 1);
+	o = obj(S_IFREG | 00755, 1000, 100);
+	assert_int_equal(perm_kill_chown(&outsider, &o), 0);
+	/* directories keep both (setgid is their group inheritance) */
+	o = obj(S_IFDIR | 06775, 1000, 100);
+	assert_int_equal(perm_kill_chown(&root, &o), 0);
+	assert_int_equal(perm_kill_chown(&outsider, &o), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,6 +495,7 @@ int main(void)
 		cmocka_unit_test(test_chmod),
 		cmocka_unit_test(test_chown),
 		cmocka_unit_test(test_utimes),
+		cmocka_unit_test(test_kill),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
