@@ -136,18 +136,23 @@ def test_hold_placed_while_open_stops_the_handle(store, mount_factory):
 _TRUNC = "import os, sys; os.truncate(sys.argv[1], 1)"
 
 
-def test_setuid_bits_cleared_as_linux_does(store, mount_factory, users):
-    """setuid/setgid as Linux clears them locally, now that a setattr may be
-    skipped: a write or truncate by an ordinary user clears setuid (and
-    setgid when group-executable); root's writes keep them; a chown to the
-    same owner is not skipped, since it clears them."""
-    m = mount_factory(store)
+def shared_file(m):
+    """A file "abc" in a directory everyone may write, and a function
+    returning its permission bits."""
     d = m.mnt / "k"
     d.mkdir()
     os.chmod(d, 0o777)
     f = d / "f"
     f.write_bytes(b"abc")
-    mode = lambda: os.stat(f).st_mode & 0o7777  # noqa: E731
+    return f, lambda: os.stat(f).st_mode & 0o7777
+
+
+def test_setuid_bits_cleared_as_linux_does(store, mount_factory, users):
+    """setuid/setgid as Linux clears them locally, now that a setattr may be
+    skipped: a write or truncate by an ordinary user clears setuid (and
+    setgid when group-executable); root's writes keep them; a chown to the
+    same owner is not skipped, since it clears them."""
+    f, mode = shared_file(mount_factory(store))
     os.chmod(f, 0o6777)
     with open(f, "r+b") as fh:             # root (CAP_FSETID): kept
         fh.write(b"R")
@@ -201,20 +206,13 @@ def test_chown_sends_no_getattr(store, mount_factory):
 
 _WRITE = "import os, sys; fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND); " \
          "os.write(fd, b'w'); os.close(fd)"
-_TRUNC = "import os, sys; os.truncate(sys.argv[1], 1)"
 _OTRUNC = "import os, sys; os.close(os.open(sys.argv[1], os.O_WRONLY | os.O_TRUNC))"
 
 
 def test_setuid_cleared_as_the_kernel_decides(store, mount_factory, users):
     """Writes follow the kernel's CAP_FSETID check, not the uid; truncates
     and O_TRUNC opens clear for every caller but root."""
-    m = mount_factory(store)
-    d = m.mnt / "k"
-    d.mkdir()
-    os.chmod(d, 0o777)
-    f = d / "f"
-    f.write_bytes(b"abc")
-    mode = lambda: os.stat(f).st_mode & 0o7777  # noqa: E731
+    f, mode = shared_file(mount_factory(store))
 
     def as_root_without_fsetid(code):
         r = helpers.run(["setpriv", "--bounding-set", "-fsetid", "--inh-caps", "-fsetid",
