@@ -11,6 +11,7 @@
 #include "durable.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -64,6 +65,16 @@ static void sync_batch_locked(struct durable *d)
 	d->busy = true;
 	d->inflight = k;
 	pthread_mutex_unlock(&d->lock);
+	/* Start every file's write-back first.  On a journalled file system
+	 * (ext4, XFS) writing a new file's data allocates its blocks, and an
+	 * fdatasync commits the journal: one fdatasync after another would
+	 * commit once per file, each stalling the request threads' own
+	 * metadata updates behind it (tar x onto a fresh ext4: 16 % slower).
+	 * Started together, the first fdatasync commits all the allocations
+	 * and the rest find theirs on disk.  A hint only: its errors are
+	 * fdatasync's to report. */
+	for (unsigned i = 0; i < k; i++)
+		(void)sync_file_range(batch[i], 0, 0, SYNC_FILE_RANGE_WRITE);
 	for (unsigned i = 0; i < k; i++) {
 		int r = sync_close(batch[i]);
 
