@@ -10,14 +10,25 @@
 # random read and write (psync, buffered, IOPS), and the FUSE daemon's peak
 # RSS.  "Cold" means: unmount, drop the page cache, mount again.
 #
+# Each column, each round, keeps its backing store on a file system of its
+# own, made fresh for it: ext4 as mkfs.ext4 makes it (with a journal, as on
+# a real file server), on a loop device over a sparse file in the scratch
+# dir.  So every column starts from the same state.  On one shared scratch
+# file system the column after another's rm -rf paid for it: ext4 without
+# a journal (this machine's root) skips every inode freed in the last
+# 35 s (5 min while its inode table block is dirty) when it allocates one.
+# BENCH_DISK=dir puts every store in the scratch dir instead (also the
+# fallback when a loop device cannot be set up).
+#
 # Prints an aligned table and writes it as Markdown to BUILD_DIR/bench/
 # results.md.  Ratio columns: for times (lower is better) peer/custodian,
 # for rates custodian/peer, so > 1 always means custodian is better.
 #
 # Sizes (env, for a quick run): BENCH_SEQ_MB (1024), BENCH_FIO_MB (256),
 # BENCH_FIO_SECS (20), BENCH_TAR_FILES (0 = all of /usr/include),
-# BENCH_FS (the columns to run), BENCH_WORK (scratch dir on a real disk,
-# default /var/tmp/custodian-bench.PID).  Every mount is undone on exit.
+# BENCH_FS (the columns to run), BENCH_DISK (ext4 or dir, above),
+# BENCH_WORK (scratch dir on a real disk, default
+# /var/tmp/custodian-bench.PID).  Every mount is undone on exit.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u -o pipefail
 
@@ -30,6 +41,7 @@ TAR_FILES=${BENCH_TAR_FILES:-0}
 ROUNDS=${BENCH_ROUNDS:-3}
 FSLIST=${BENCH_FS:-plain passthrough gocryptfs securefs custodian}
 WORK=${BENCH_WORK:-/var/tmp/custodian-bench.$$}
+DISK=${BENCH_DISK:-ext4}
 PY=/usr/bin/python3
 PASS="bench passphrase (not secret)"
 EXAMPLES=/usr/share/doc/libfuse3-dev/examples
@@ -37,7 +49,7 @@ EXAMPLES=/usr/share/doc/libfuse3-dev/examples
 mkdir -p "$OUT/logs" "$WORK"
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
-declare -A PID MNT
+declare -A PID MNT BASE
 DROP_OK=1
 
 log() { printf '%s\n' "$*" >&2; }
@@ -53,8 +65,11 @@ cleanup() {
 		kill "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
-	for m in $(awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/self/mounts); do
+	for m in $(awk -v w="$WORK/" 'index($2, w) == 1 && $3 ~ /^fuse/ { print $2 }' /proc/self/mounts); do
 		fusermount3 -u -z "$m" 2>/dev/null
+	done
+	for m in $(awk -v w="$WORK/" 'index($2, w) == 1 && $3 !~ /^fuse/ { print $2 }' /proc/self/mounts); do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
 	done
 	if ! awk -v w="$WORK/" 'index($2, w) == 1 { f = 1 } END { exit !f }' /proc/self/mounts; then
 		rm -rf "$WORK"
@@ -112,46 +127,79 @@ build_passthrough() {
 		$(pkg-config --cflags --libs fuse3) -lpthread
 }
 
+# disk_make NAME: BASE[NAME] is where its backing store goes: a fresh ext4
+# mounted at WORK/NAME.disk, or WORK itself.  disk_drop NAME undoes it.
+disk_make() {
+	local n=$1 img=$WORK/$1.img d=$WORK/$1.disk
+	BASE[$n]=$WORK
+	[ "$DISK" = ext4 ] || return 0
+	disk_drop "$n"
+	mkdir -p "$d"
+	# Room for the large file, the fio file and the tree, twice over.
+	# Inode tables and journal are written now (not lazily by a kernel
+	# thread during the run).
+	if truncate -s "$((2 * (SEQ_MB + FIO_MB) + 2048))M" "$img" &&
+		mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$img" \
+			>>"$OUT/logs/$n.log" 2>&1 &&
+		mount -o loop "$img" "$d" >>"$OUT/logs/$n.log" 2>&1; then
+		BASE[$n]=$d
+		return 0
+	fi
+	log "cannot make an ext4 on a loop device (see $OUT/logs/$n.log): stores go in $WORK"
+	DISK=dir
+	rm -f "$img"
+}
+
+disk_drop() {
+	local d=$WORK/$1.disk
+	is_mounted "$d" && { umount "$d" 2>/dev/null || umount -l "$d"; }
+	rm -f "$WORK/$1.img"
+	BASE[$1]=$WORK
+}
+
 fs_create() {
-	local n=$1
+	local n=$1 b
+	disk_make "$n"
+	b=${BASE[$n]}
 	MNT[$n]=$WORK/$n.mnt
+	[ "$n" = plain ] && MNT[$n]=$b/$n.mnt
 	mkdir -p "${MNT[$n]}"
 	case $n in
 	plain) ;;
 	passthrough)
-		build_passthrough && mkdir -p "$WORK/$n.src" ;;
+		build_passthrough && mkdir -p "$b/$n.src" ;;
 	gocryptfs)
-		printf '%s\n' "$PASS" >"$WORK/pass" && mkdir -p "$WORK/$n.cipher" &&
-			gocryptfs -init -q -scryptn 10 -passfile "$WORK/pass" "$WORK/$n.cipher" \
+		printf '%s\n' "$PASS" >"$WORK/pass" && mkdir -p "$b/$n.cipher" &&
+			gocryptfs -init -q -scryptn 10 -passfile "$WORK/pass" "$b/$n.cipher" \
 				>>"$OUT/logs/$n.log" 2>&1 ;;
 	securefs)
-		mkdir -p "$WORK/$n.cipher" &&
-			securefs create --pass "$PASS" -r 1 "$WORK/$n.cipher" >>"$OUT/logs/$n.log" 2>&1 ||
-			securefs create --pass "$PASS" "$WORK/$n.cipher" >>"$OUT/logs/$n.log" 2>&1 ;;
+		mkdir -p "$b/$n.cipher" &&
+			securefs create --pass "$PASS" -r 1 "$b/$n.cipher" >>"$OUT/logs/$n.log" 2>&1 ||
+			securefs create --pass "$PASS" "$b/$n.cipher" >>"$OUT/logs/$n.log" 2>&1 ;;
 	custodian)
 		[ -x "$BUILD/custodianfs" ] && [ -x "$BUILD/custodian" ] || {
 			log "custodian: $BUILD/custodianfs not built"
 			return 1
 		}
 		printf '%s' "$PASS" >"$WORK/cpass" && chmod 600 "$WORK/cpass" &&
-			"$BUILD/custodian" init "$WORK/$n.store" --passfile "$WORK/cpass" \
+			"$BUILD/custodian" init "$b/$n.store" --passfile "$WORK/cpass" \
 				--kdf-ops 1 --kdf-mem 8 \
 				>>"$OUT/logs/$n.log" 2>&1 ;;
 	esac
 }
 
 fs_mount() {
-	local n=$1 m=${MNT[$1]}
+	local n=$1 m=${MNT[$1]} b=${BASE[$1]}
 	case $n in
 	plain) return 0 ;;
 	passthrough)
-		"$OUT/passthrough_ll" -f -o "source=$WORK/$n.src" "$m" >>"$OUT/logs/$n.log" 2>&1 & ;;
+		"$OUT/passthrough_ll" -f -o "source=$b/$n.src" "$m" >>"$OUT/logs/$n.log" 2>&1 & ;;
 	gocryptfs)
-		gocryptfs -f -q -passfile "$WORK/pass" "$WORK/$n.cipher" "$m" >>"$OUT/logs/$n.log" 2>&1 & ;;
+		gocryptfs -f -q -passfile "$WORK/pass" "$b/$n.cipher" "$m" >>"$OUT/logs/$n.log" 2>&1 & ;;
 	securefs)
-		securefs mount --pass "$PASS" "$WORK/$n.cipher" "$m" >>"$OUT/logs/$n.log" 2>&1 & ;;
+		securefs mount --pass "$PASS" "$b/$n.cipher" "$m" >>"$OUT/logs/$n.log" 2>&1 & ;;
 	custodian)
-		"$BUILD/custodianfs" "$WORK/$n.store" "$m" --passfile "$WORK/cpass" -f \
+		"$BUILD/custodianfs" "$b/$n.store" "$m" --passfile "$WORK/cpass" -f \
 			>>"$OUT/logs/$n.log" 2>&1 & ;;
 	esac
 	PID[$n]=$!
@@ -230,7 +278,6 @@ bench_one() {
 	fs_create "$n" || { log "$n: setup failed (see $OUT/logs/$n.log)"; return 1; }
 	fs_mount "$n" || return 1
 	t=${MNT[$n]}
-	[ "$n" = plain ] && t=$WORK/plain.mnt
 
 	# sequential write, then read cold
 	rss_reset "$n"
@@ -286,7 +333,7 @@ make_tarball
 NFILES=$(wc -l <"$WORK/tree.list")
 TARMB=$(du -m "$TARBALL" | cut -f1)
 log "workload: seq ${SEQ_MB} MiB; tree of $NFILES files (${TARMB} MB tar); fio ${FIO_MB} MiB x ${FIO_SECS}s"
-log "scratch: $WORK ($(df -h --output=source,fstype "$WORK" | tail -1))"
+log "scratch: $WORK ($(df -h --output=source,fstype "$WORK" | tail -1)); stores: $([ "$DISK" = ext4 ] && echo "a fresh ext4 (loop) per column and round" || echo "in the scratch dir")"
 
 # Rounds: each round runs every column on a fresh store, in an order
 # rotated by one each round (so no column always runs right after another
@@ -302,14 +349,15 @@ for ROUND in $(seq 1 "$ROUNDS"); do
 			log "$n: run failed; its column is incomplete (log: $OUT/logs/$n.log)"
 			fs_umount "$n" 2>/dev/null
 		}
-		rm -rf "$WORK/$n.src" "$WORK/$n.cipher" "$WORK/$n.store"
+		rm -rf "${BASE[$n]}/$n.src" "${BASE[$n]}/$n.cipher" "${BASE[$n]}/$n.store"
+		disk_drop "$n"
 		sync
 	done
 done
 
-$PY - "$RESULTS" "$OUT/results.md" "$SEQ_MB" "$NFILES" "$FIO_MB" "$FIO_SECS" "$ROUNDS" <<'EOF'
+$PY - "$RESULTS" "$OUT/results.md" "$SEQ_MB" "$NFILES" "$FIO_MB" "$FIO_SECS" "$ROUNDS" "$DISK" <<'EOF'
 import sys, platform, os, time, statistics
-res, md_path, seq_mb, nfiles, fio_mb, fio_secs, nrounds = sys.argv[1:8]
+res, md_path, seq_mb, nfiles, fio_mb, fio_secs, nrounds, disk = sys.argv[1:9]
 per_round = {}  # (fs, metric) -> {round: value}
 for line in open(res):
     fs, metric, v, rnd = line.rstrip("\n").split("\t")
@@ -372,7 +420,10 @@ lines = ["  ".join(str(x[i]).ljust(w[i]) if i == 0 else str(x[i]).rjust(w[i])
 print("\n".join(lines))
 with open(md_path, "w") as f:
     f.write(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-            f"{platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}.\n\n")
+            f"{platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
+            + ("each store on a fresh ext4 (loop device) per column and round"
+               if disk == "ext4" else "every store in the scratch directory")
+            + ".\n\n")
     f.write("| " + " | ".join(head) + " |\n")
     f.write("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|\n")
     for r in table:
