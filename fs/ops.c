@@ -4013,7 +4013,10 @@ unlock:
 	if (destroyed) {
 		subj_kill(s);
 		/* The key is gone whatever happens now: an entry left over is
-		 * unreadable and never listed. */
+		 * unreadable and never listed.  Removals inside it may still
+		 * be closing their pins, as in do_rmdir. */
+		if (have_st)
+			unpin_wait(fs, st.st_ino);
 		if (unlinkat(dir->fd, sback, AT_REMOVEDIR) != 0)
 			fuse_log(FUSE_LOG_WARNING,
 				 "custodianfs: an erased subject's empty directory "
