@@ -14,10 +14,11 @@
 # own, made fresh for it: ext4 as mkfs.ext4 makes it (with a journal, as on
 # a real file server), on a loop device over a sparse file in the scratch
 # dir, in direct I/O mode (no second page cache: as fast as the disk under
-# it, where a buffered loop device wrote at a fifth of that).  So every column starts from the same state.  On one shared scratch
-# file system the column after another's rm -rf paid for it: ext4 without
-# a journal (this machine's root) skips every inode freed in the last
-# 35 s (5 min while its inode table block is dirty) when it allocates one.
+# it, where a buffered loop device wrote at a fifth of that).  So every
+# column starts from the same state.  On one shared scratch file system
+# the column after another's rm -rf paid for it: ext4 without a journal
+# (this machine's root) skips every inode freed in the last 35 s (5 min
+# while its inode table block is dirty) when it allocates one.
 # BENCH_DISK=dir puts every store in the scratch dir instead (also the
 # fallback when a loop device cannot be set up).
 #
@@ -150,11 +151,9 @@ disk_make() {
 		BASE[$n]=$d
 		return 0
 	fi
-	[ -n "${LOOP[$n]:-}" ] && losetup -d "${LOOP[$n]}" 2>/dev/null
-	LOOP[$n]=
+	disk_drop "$n"
 	log "cannot make an ext4 on a loop device (see $OUT/logs/$n.log): stores go in $WORK"
 	DISK=dir
-	rm -f "$img"
 }
 
 disk_drop() {
