@@ -70,11 +70,8 @@ cleanup() {
 	for m in $(awk -v w="$WORK/" 'index($2, w) == 1 && $3 ~ /^fuse/ { print $2 }' /proc/self/mounts); do
 		fusermount3 -u -z "$m" 2>/dev/null
 	done
-	for m in $(awk -v w="$WORK/" 'index($2, w) == 1 && $3 !~ /^fuse/ { print $2 }' /proc/self/mounts); do
-		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
-	done
-	for p in "${LOOP[@]}"; do
-		[ -n "$p" ] && losetup -d "$p" 2>/dev/null
+	for m in "${!BASE[@]}"; do
+		disk_drop "$m"
 	done
 	if ! awk -v w="$WORK/" 'index($2, w) == 1 { f = 1 } END { exit !f }' /proc/self/mounts; then
 		rm -rf "$WORK"
@@ -133,7 +130,8 @@ build_passthrough() {
 }
 
 # disk_make NAME: BASE[NAME] is where its backing store goes: a fresh ext4
-# mounted at WORK/NAME.disk, or WORK itself.  disk_drop NAME undoes it.
+# mounted at WORK/NAME.disk, or WORK itself.  disk_drop NAME undoes it:
+# the whole file system goes, or (in WORK) the store NAME left there.
 disk_make() {
 	local n=$1 img=$WORK/$1.img d=$WORK/$1.disk
 	BASE[$n]=$WORK
@@ -161,7 +159,7 @@ disk_drop() {
 	is_mounted "$d" && { umount "$d" 2>/dev/null || umount -l "$d"; }
 	[ -n "${LOOP[$1]:-}" ] && losetup -d "${LOOP[$1]}" 2>/dev/null
 	LOOP[$1]=
-	rm -f "$WORK/$1.img"
+	rm -rf "$WORK/$1.img" "$WORK/$1.src" "$WORK/$1.cipher" "$WORK/$1.store"
 	BASE[$1]=$WORK
 }
 
@@ -357,7 +355,6 @@ for ROUND in $(seq 1 "$ROUNDS"); do
 			log "$n: run failed; its column is incomplete (log: $OUT/logs/$n.log)"
 			fs_umount "$n" 2>/dev/null
 		}
-		rm -rf "${BASE[$n]}/$n.src" "${BASE[$n]}/$n.cipher" "${BASE[$n]}/$n.store"
 		disk_drop "$n"
 		sync
 	done
