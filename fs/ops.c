@@ -1296,6 +1296,8 @@ static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *b
 	struct stat st, now;
 	bool chain_open; /* parent and its ancestors open (table lock held) */
 	bool dir_open;   /* parent open */
+	uint64_t gen0 = 0;
+	bool quiet = false; /* listed, and no daemon-side removal was running */
 	int pin, ret;
 
 	memset(e, 0, sizeof(*e));
@@ -1313,8 +1315,11 @@ static int node_get_as(struct ops_fs *fs, struct ops_node *parent, const char *b
 		/* READDIRPLUS: the kernel holds the directory's lock for the
 		 * whole listing, so no request can unlink or rename this entry
 		 * meanwhile: no pin (a new directory still opens its
-		 * descriptor, below).  The second look stays, for the daemon's
-		 * own removals (retention sweep, shred reaper). */
+		 * descriptor, below).  Only the daemon's own removals (retention
+		 * sweep, shred) can race it: the second look is needed only if
+		 * one ran meanwhile (removal_begin). */
+		quiet = atomic_load(&fs->removals_active) == 0;
+		gen0 = atomic_load(&fs->removals_gen);
 		if (fstatat(parent->fd, backing, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			return -errno;
 		pin = -1;
@@ -1441,8 +1446,13 @@ table:
 	}
 
 recheck:
-	if (fstatat(parent->fd, backing, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+	if (quiet && atomic_load(&fs->removals_active) == 0 &&
+	    atomic_load(&fs->removals_gen) == gen0) {
+		/* Listed, and no daemon-side removal overlapped: the entry
+		 * is still there (the kernel's directory lock keeps requests
+		 * out). */
+	} else if (fstatat(parent->fd, backing, &now, AT_SYMLINK_NOFOLLOW) != 0 ||
+		   now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
 		pthread_mutex_lock(&fs->table_lock);
 		node_name_drop_locked(fs, found, parent, backing, &dead);
 		pthread_mutex_unlock(&fs->table_lock);
@@ -6231,8 +6241,37 @@ static void subj_forget_kernel(struct ops_fs *fs, struct ops_subject *s)
 	free(v);
 }
 
+/* A removal from the tree that the daemon makes itself, outside any
+ * request: from removal_begin until removal_end, listings look at each
+ * entry twice (node_get_as).  It ends after the removed entries' names
+ * have left the node table. */
+static void removal_begin(struct ops_fs *fs)
+{
+	atomic_fetch_add(&fs->removals_active, 1);
+}
+
+static void removal_end(struct ops_fs *fs)
+{
+	atomic_fetch_add(&fs->removals_gen, 1);
+	atomic_fetch_sub(&fs->removals_active, 1);
+}
+
+static int subject_shred_in(struct ops_fs *fs, const char *id, const char *reason,
+			    const char *operator_, struct subjects_certificate *cert);
+
 int ops_subject_shred(struct ops_fs *fs, const char *id, const char *reason,
 		      const char *operator_, struct subjects_certificate *cert)
+{
+	int ret;
+
+	removal_begin(fs);
+	ret = subject_shred_in(fs, id, reason, operator_, cert);
+	removal_end(fs);
+	return ret;
+}
+
+static int subject_shred_in(struct ops_fs *fs, const char *id, const char *reason,
+			    const char *operator_, struct subjects_certificate *cert)
 {
 	struct subjects_certificate *dry = NULL;
 	struct subjects_info *info = NULL;
@@ -6493,10 +6532,29 @@ static void sweep_forget_files(struct ops_fs *fs, struct sweep_done *d)
 	free(v);
 }
 
+static int retention_sweep_in(struct ops_fs *fs, pid_t pid, int64_t system_us,
+			      int64_t max_jump_us, bool accept, const char *operator_,
+			      struct retention_stats *stats, int64_t *now_out, char *msg,
+			      size_t cap);
+
 int ops_retention_sweep(struct ops_fs *fs, pid_t pid, int64_t system_us,
 			int64_t max_jump_us, bool accept, const char *operator_,
 			struct retention_stats *stats, int64_t *now_out, char *msg,
 			size_t cap)
+{
+	int ret;
+
+	removal_begin(fs);
+	ret = retention_sweep_in(fs, pid, system_us, max_jump_us, accept, operator_,
+				 stats, now_out, msg, cap);
+	removal_end(fs);
+	return ret;
+}
+
+static int retention_sweep_in(struct ops_fs *fs, pid_t pid, int64_t system_us,
+			      int64_t max_jump_us, bool accept, const char *operator_,
+			      struct retention_stats *stats, int64_t *now_out, char *msg,
+			      size_t cap)
 {
 	struct retention_sweep_opts o;
 	struct sweep_done d;

@@ -232,6 +232,12 @@ struct ops_fs {
 	struct ops_dir *dirs;         /* open directories (freed at unmount if
 					 the kernel never released them);
 					 table_lock */
+	/* Removals from the tree that no request makes (retention sweep,
+	 * shred) and so no directory lock of the kernel excludes: a listing
+	 * that may have overlapped one looks at its entry twice (node_get_as,
+	 * removal_begin in ops.c). */
+	atomic_uint removals_active;  /* running now */
+	_Atomic uint64_t removals_gen; /* bumped as each one ends */
 	pthread_mutex_t unpin_lock;   /* guards unpins (statically initialised:
 					 never held with another lock) */
 	pthread_cond_t unpin_done;    /* a count in unpins fell to zero */
