@@ -20,7 +20,11 @@
 # (this machine's root) skips every inode freed in the last 35 s (5 min
 # while its inode table block is dirty) when it allocates one.
 # BENCH_DISK=dir puts every store in the scratch dir instead (also the
-# fallback when a loop device cannot be set up).
+# fallback when a loop device cannot be set up).  BENCH_DISK=ram keeps the
+# ext4 images in /dev/shm: no disk under any column, so the rows show what
+# each file system costs in CPU and round trips alone (the shared disk of
+# these VMs swings between runs: the plain column once wrote 1,223, 389
+# and 389 MB/s in three rounds of one run).
 #
 # Prints an aligned table and writes it as Markdown to BUILD_DIR/bench/
 # results.md.  Ratio columns: for times (lower is better) peer/custodian,
@@ -28,7 +32,7 @@
 #
 # Sizes (env, for a quick run): BENCH_SEQ_MB (1024), BENCH_FIO_MB (256),
 # BENCH_FIO_SECS (20), BENCH_TAR_FILES (0 = all of /usr/include),
-# BENCH_FS (the columns to run), BENCH_DISK (ext4 or dir, above),
+# BENCH_FS (the columns to run), BENCH_DISK (ext4, ram or dir, above),
 # BENCH_WORK (scratch dir on a real disk, default
 # /var/tmp/custodian-bench.PID).  Every mount is undone on exit.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
@@ -44,6 +48,9 @@ ROUNDS=${BENCH_ROUNDS:-3}
 FSLIST=${BENCH_FS:-plain passthrough gocryptfs securefs custodian}
 WORK=${BENCH_WORK:-/var/tmp/custodian-bench.$$}
 DISK=${BENCH_DISK:-ext4}
+# Where the ext4 images live.
+IMGDIR=$WORK
+[ "$DISK" = ram ] && IMGDIR=/dev/shm/custodian-bench.$$
 PY=/usr/bin/python3
 PASS="bench passphrase (not secret)"
 EXAMPLES=/usr/share/doc/libfuse3-dev/examples
@@ -76,6 +83,7 @@ cleanup() {
 	if ! awk -v w="$WORK/" 'index($2, w) == 1 { f = 1 } END { exit !f }' /proc/self/mounts; then
 		rm -rf "$WORK"
 	fi
+	[ "$IMGDIR" = "$WORK" ] || rmdir "$IMGDIR" 2>/dev/null
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
@@ -133,11 +141,11 @@ build_passthrough() {
 # mounted at WORK/NAME.disk, or WORK itself.  disk_drop NAME undoes it:
 # the whole file system goes, or (in WORK) the store NAME left there.
 disk_make() {
-	local n=$1 img=$WORK/$1.img d=$WORK/$1.disk
+	local n=$1 img=$IMGDIR/$1.img d=$WORK/$1.disk
 	BASE[$n]=$WORK
-	[ "$DISK" = ext4 ] || return 0
+	[ "$DISK" = ext4 ] || [ "$DISK" = ram ] || return 0
 	disk_drop "$n"
-	mkdir -p "$d"
+	mkdir -p "$d" "$IMGDIR"
 	# Room for the large file, the fio file and the tree, twice over.
 	# Inode tables and journal are written now (not lazily by a kernel
 	# thread during the run).
@@ -159,7 +167,7 @@ disk_drop() {
 	is_mounted "$d" && { umount "$d" 2>/dev/null || umount -l "$d"; }
 	[ -n "${LOOP[$1]:-}" ] && losetup -d "${LOOP[$1]}" 2>/dev/null
 	LOOP[$1]=
-	rm -rf "$WORK/$1.img" "$WORK/$1.src" "$WORK/$1.cipher" "$WORK/$1.store"
+	rm -rf "$IMGDIR/$1.img" "$WORK/$1.src" "$WORK/$1.cipher" "$WORK/$1.store"
 	BASE[$1]=$WORK
 }
 
@@ -339,7 +347,7 @@ make_tarball
 NFILES=$(wc -l <"$WORK/tree.list")
 TARMB=$(du -m "$TARBALL" | cut -f1)
 log "workload: seq ${SEQ_MB} MiB; tree of $NFILES files (${TARMB} MB tar); fio ${FIO_MB} MiB x ${FIO_SECS}s"
-log "scratch: $WORK ($(df -h --output=source,fstype "$WORK" | tail -1)); stores: $([ "$DISK" = ext4 ] && echo "a fresh ext4 (loop) per column and round" || echo "in the scratch dir")"
+log "scratch: $WORK ($(df -h --output=source,fstype "$WORK" | tail -1)); stores: $(case $DISK in ext4) echo "a fresh ext4 (loop) per column and round" ;; ram) echo "a fresh ext4 (loop over /dev/shm) per column and round" ;; *) echo "in the scratch dir" ;; esac)"
 
 # Rounds: each round runs every column on a fresh store, in an order
 # rotated by one each round (so no column always runs right after another
@@ -426,8 +434,9 @@ print("\n".join(lines))
 with open(md_path, "w") as f:
     f.write(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
             f"{platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
-            + ("each store on a fresh ext4 (loop device) per column and round"
-               if disk == "ext4" else "every store in the scratch directory")
+            + {"ext4": "each store on a fresh ext4 (loop device) per column and round",
+               "ram": "each store on a fresh ext4 (loop device over /dev/shm: no disk) "
+                      "per column and round"}.get(disk, "every store in the scratch directory")
             + ".\n\n")
     f.write("| " + " | ".join(head) + " |\n")
     f.write("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|\n")
