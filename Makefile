@@ -177,7 +177,8 @@ bench: deps-bench
 	sh tests/bench/run.sh $(abspath $(BUILD))
 
 # --- lint -------------------------------------------------------------------
-LINT_SRCS = $(wildcard fs/*.c fs/*.h policy/*.c policy/*.h tools/*.c tools/*.h)
+LINT_SRCS = $(wildcard fs/*.c fs/*.h policy/*.c policy/*.h tools/*.c tools/*.h \
+	tests/integration/*.c)
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \

@@ -88,10 +88,11 @@ class _Mounts:
         self.made = []
 
     def __call__(self, store, options=("-o", "allow_other"), mnt=None, passfile=None,
-                 start=True, extra_args=(), open_root=True):
+                 start=True, extra_args=(), open_root=True, env=None):
         if mnt is None:
             mnt = self.base / f"mnt{len(self.made)}"
-        m = Mount(store, mnt, options=options, passfile=passfile, extra_args=extra_args)
+        m = Mount(store, mnt, options=options, passfile=passfile, extra_args=extra_args,
+                  env=env)
         self.made.append(m)
         if start:
             m.start()

@@ -243,8 +243,9 @@ class Mount:
     counter = 0
 
     def __init__(self, store, mnt, options=("-o", "allow_other"), passfile=None,
-                 extra_args=()):
+                 extra_args=(), env=None):
         self.store = store
+        self.env = env                      # the daemon's environment (None: ours)
         self.mnt = Path(mnt)
         self.options = list(options)
         self.passfile = Path(passfile) if passfile else store.passfile
@@ -270,7 +271,7 @@ class Mount:
         self.returncode = None
         with open(self.stderr_path, "wb") as errf:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                         stdout=errf, stderr=errf,
+                                         stdout=errf, stderr=errf, env=self.env,
                                          start_new_session=True)
         with _LIVE_LOCK:
             LIVE.add(self)

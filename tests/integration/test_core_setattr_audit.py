@@ -21,6 +21,7 @@ import errno
 import os
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -247,3 +248,57 @@ def test_setuid_cleared_as_the_kernel_decides(store, mount_factory, users):
         assert mode() == 0o6777, code
     assert f.read_bytes() == b""
 
+
+
+def test_kernel_clears_setuid_without_killpriv(store, mount_factory, users, tmp_path):
+    """The fallback of fs/chan.h: a kernel that does not offer
+    FUSE_HANDLE_KILLPRIV (simulated by a preloaded shim that hides the offer
+    from the INIT request the daemon reads) clears setuid/setgid itself,
+    with a GETATTR before each chown and a mode-only SETATTR on behalf of
+    the writer; the daemon must let those through, and the bits must end
+    as they do in the daemon's own mode."""
+    shim = tmp_path / "nokillpriv.so"
+    helpers.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(shim),
+                 str(Path(__file__).with_name("nokillpriv.c")), "-ldl"])
+    env = dict(os.environ, LD_PRELOAD=str(shim))
+    # The shim comes before the sanitizer runtime in a sanitized daemon.
+    env["ASAN_OPTIONS"] = ":".join(x for x in (os.environ.get("ASAN_OPTIONS"),
+                                               "verify_asan_link_order=0") if x)
+    m = mount_factory(store, options=("-o", "allow_other", "-d"), env=env)
+    d = m.mnt / "t"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    pids = []
+    for name, mode in (("plain", "644"), ("suid", "4755")):
+        child = subprocess.Popen([helpers.PYTHON, "-c", _TAR_LIKE, str(d / name), mode])
+        assert child.wait(timeout=60) == 0
+        pids.append(child.pid)
+    assert os.stat(d / "plain").st_mode & 0o7777 == 0o644
+    assert os.stat(d / "suid").st_mode & 0o7777 == 0o4755
+
+    f = d / "f"
+    f.write_bytes(b"abc")
+
+    def mode():
+        return os.stat(f).st_mode & 0o7777
+
+    os.chmod(f, 0o6777)
+    with open(f, "r+b") as fh:             # root (CAP_FSETID): kept
+        fh.write(b"R")
+    assert mode() == 0o6777
+    assert helpers.try_as("cust_alice", "append", f, "u")[0] == 0
+    assert mode() == 0o777                 # the kernel cleared both, as alice
+    os.chmod(f, 0o6767)
+    r = helpers.run_as("cust_alice", [helpers.PYTHON, "-c", _TRUNC, str(f)])
+    assert r.returncode == 0, r.err
+    assert mode() == 0o2767                # setgid without group exec stays
+    os.chmod(f, 0o4755)
+    os.chown(f, 0, 0)                      # same owner: still clears setuid
+    assert mode() == 0o755
+    assert f.read_bytes() == b"R"
+    m.stop()
+    mine = [ln for ln in m.stderr().splitlines()
+            if any(ln.endswith(f"pid: {pid}") for pid in pids)]
+    ops = [ln.split("opcode: ")[1].split(" ")[0] for ln in mine if "opcode: " in ln]
+    # The kernel refreshed the mode before each chown: the fallback ran.
+    assert ops.count("CREATE") == 2 and "GETATTR" in ops, ops
