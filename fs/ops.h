@@ -236,11 +236,11 @@ struct ops_fs {
 	 * shred) and so no directory lock of the kernel excludes: a listing
 	 * that may have overlapped one looks at its entry twice (node_get_as,
 	 * removal_begin in ops.c). */
-	atomic_uint removals_active;  /* running now */
+	atomic_uint removals_active;   /* running now */
 	_Atomic uint64_t removals_gen; /* bumped as each one ends */
-	pthread_mutex_t unpin_lock;   /* guards unpins (statically initialised:
-					 never held with another lock) */
-	pthread_cond_t unpin_done;    /* a count in unpins fell to zero */
+	pthread_mutex_t unpin_lock;    /* guards unpins (statically initialised:
+					  never held with another lock) */
+	pthread_cond_t unpin_done;     /* a count in unpins fell to zero */
 	/* Entries removed from a backing directory (slot: its inode number
 	 * modulo OPS_UNPIN_SLOTS) whose pin is still to be closed after the
 	 * reply; unpin_lock. */
