@@ -5842,6 +5842,8 @@ int ops_fs_init(struct ops_fs *fs, struct store *store, const struct ops_config 
 	root->fd = -1;
 	fs->reserve_fd = -1;
 	atomic_init(&fs->disk_full, false);
+	atomic_init(&fs->removals_active, 0);
+	atomic_init(&fs->removals_gen, 0);
 	if (!store || !store->mk)
 		return -EINVAL;
 	fs->store = store;
