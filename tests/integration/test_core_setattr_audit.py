@@ -182,25 +182,39 @@ os.close(fd)
 """
 
 
-def test_chown_sends_no_getattr(store, mount_factory):
-    """tar's sequence (create, write, utimens, fchown, fchmod) without the
-    kernel's GETATTR before the chown, for a plain and a setuid file."""
-    m = mount_factory(store, options=("-o", "allow_other", "-d"))
+def tar_like_files(m):
+    """Makes t/plain (0644) and t/suid (4755) in mount m the way tar does
+    (_TAR_LIKE, one process each) and checks their modes; returns the
+    processes' pids (the -d request log names each request's pid)."""
     d = m.mnt / "t"
     d.mkdir()
-    pids = []   # the request log names each request's pid
+    os.chmod(d, 0o777)
+    pids = []
     for name, mode in (("plain", "644"), ("suid", "4755")):
         child = subprocess.Popen([helpers.PYTHON, "-c", _TAR_LIKE, str(d / name), mode])
         assert child.wait(timeout=60) == 0
         pids.append(child.pid)
     assert os.stat(d / "plain").st_mode & 0o7777 == 0o644
-    # the chown cleared setuid (the daemon did) and the fchmod after it
-    # set it again
+    # the chown cleared setuid and the fchmod after it set it again
     assert os.stat(d / "suid").st_mode & 0o7777 == 0o4755
-    m.stop()
+    return pids
+
+
+def request_ops(m, pids):
+    """The opcodes of the requests that processes pids sent, in order, from
+    the request log of m (mounted with -d, stopped)."""
     mine = [ln for ln in m.stderr().splitlines()
             if any(ln.endswith(f"pid: {pid}") for pid in pids)]
-    ops = [ln.split("opcode: ")[1].split(" ")[0] for ln in mine if "opcode: " in ln]
+    return [ln.split("opcode: ")[1].split(" ")[0] for ln in mine if "opcode: " in ln]
+
+
+def test_chown_sends_no_getattr(store, mount_factory):
+    """tar's sequence (create, write, utimens, fchown, fchmod) without the
+    kernel's GETATTR before the chown, for a plain and a setuid file."""
+    m = mount_factory(store, options=("-o", "allow_other", "-d"))
+    pids = tar_like_files(m)        # the daemon cleared setuid at the chown
+    m.stop()
+    ops = request_ops(m, pids)
     assert ops.count("CREATE") == 2 and ops.count("SETATTR") >= 6, ops
     assert "GETATTR" not in ops, ops
 
@@ -265,18 +279,9 @@ def test_kernel_clears_setuid_without_killpriv(store, mount_factory, users, tmp_
     env["ASAN_OPTIONS"] = ":".join(x for x in (os.environ.get("ASAN_OPTIONS"),
                                                "verify_asan_link_order=0") if x)
     m = mount_factory(store, options=("-o", "allow_other", "-d"), env=env)
-    d = m.mnt / "t"
-    d.mkdir()
-    os.chmod(d, 0o777)
-    pids = []
-    for name, mode in (("plain", "644"), ("suid", "4755")):
-        child = subprocess.Popen([helpers.PYTHON, "-c", _TAR_LIKE, str(d / name), mode])
-        assert child.wait(timeout=60) == 0
-        pids.append(child.pid)
-    assert os.stat(d / "plain").st_mode & 0o7777 == 0o644
-    assert os.stat(d / "suid").st_mode & 0o7777 == 0o4755
+    pids = tar_like_files(m)        # the kernel cleared setuid before the chown
 
-    f = d / "f"
+    f = m.mnt / "t" / "f"
     f.write_bytes(b"abc")
 
     def mode():
@@ -297,8 +302,6 @@ def test_kernel_clears_setuid_without_killpriv(store, mount_factory, users, tmp_
     assert mode() == 0o755
     assert f.read_bytes() == b"R"
     m.stop()
-    mine = [ln for ln in m.stderr().splitlines()
-            if any(ln.endswith(f"pid: {pid}") for pid in pids)]
-    ops = [ln.split("opcode: ")[1].split(" ")[0] for ln in mine if "opcode: " in ln]
+    ops = request_ops(m, pids)
     # The kernel refreshed the mode before each chown: the fallback ran.
     assert ops.count("CREATE") == 2 and "GETATTR" in ops, ops
