@@ -148,12 +148,10 @@ def shared_file(m):
     return f, lambda: os.stat(f).st_mode & 0o7777
 
 
-def test_setuid_bits_cleared_as_linux_does(store, mount_factory, users):
-    """setuid/setgid as Linux clears them locally, now that a setattr may be
-    skipped: a write or truncate by an ordinary user clears setuid (and
-    setgid when group-executable); root's writes keep them; a chown to the
-    same owner is not skipped, since it clears them."""
-    f, mode = shared_file(mount_factory(store))
+def check_linux_kill_rules(f, mode):
+    """On shared_file's f: a write or truncate by an ordinary user clears
+    setuid (and setgid when group-executable); root's writes keep them; a
+    chown to the same owner clears setuid."""
     os.chmod(f, 0o6777)
     with open(f, "r+b") as fh:             # root (CAP_FSETID): kept
         fh.write(b"R")
@@ -168,6 +166,13 @@ def test_setuid_bits_cleared_as_linux_does(store, mount_factory, users):
     os.chown(f, 0, 0)                      # same owner: still clears setuid
     assert mode() == 0o755
     assert f.read_bytes() == b"R"
+
+
+def test_setuid_bits_cleared_as_linux_does(store, mount_factory, users):
+    """setuid/setgid as Linux clears them locally, now that a setattr may be
+    skipped (a chown to the same owner is not skipped, since it clears
+    them)."""
+    check_linux_kill_rules(*shared_file(mount_factory(store)))
 
 
 _TAR_LIKE = r"""
@@ -263,7 +268,6 @@ def test_setuid_cleared_as_the_kernel_decides(store, mount_factory, users):
     assert f.read_bytes() == b""
 
 
-
 def test_kernel_clears_setuid_without_killpriv(store, mount_factory, users, tmp_path):
     """The fallback of fs/chan.h: a kernel that does not offer
     FUSE_HANDLE_KILLPRIV (simulated by a preloaded shim that hides the offer
@@ -280,27 +284,7 @@ def test_kernel_clears_setuid_without_killpriv(store, mount_factory, users, tmp_
                                                "verify_asan_link_order=0") if x)
     m = mount_factory(store, options=("-o", "allow_other", "-d"), env=env)
     pids = tar_like_files(m)        # the kernel cleared setuid before the chown
-
-    f = m.mnt / "t" / "f"
-    f.write_bytes(b"abc")
-
-    def mode():
-        return os.stat(f).st_mode & 0o7777
-
-    os.chmod(f, 0o6777)
-    with open(f, "r+b") as fh:             # root (CAP_FSETID): kept
-        fh.write(b"R")
-    assert mode() == 0o6777
-    assert helpers.try_as("cust_alice", "append", f, "u")[0] == 0
-    assert mode() == 0o777                 # the kernel cleared both, as alice
-    os.chmod(f, 0o6767)
-    r = helpers.run_as("cust_alice", [helpers.PYTHON, "-c", _TRUNC, str(f)])
-    assert r.returncode == 0, r.err
-    assert mode() == 0o2767                # setgid without group exec stays
-    os.chmod(f, 0o4755)
-    os.chown(f, 0, 0)                      # same owner: still clears setuid
-    assert mode() == 0o755
-    assert f.read_bytes() == b"R"
+    check_linux_kill_rules(*shared_file(m))
     m.stop()
     ops = request_ops(m, pids)
     # The kernel refreshed the mode before each chown: the fallback ran.
